@@ -64,9 +64,13 @@ class MystNotebook(IPyNbFile):
 
 
 def pytest_collect_file(file_path: Path, parent):
-    if file_path.suffix == ".md" and file_path.resolve() in {p.resolve() for p in toc_chapters()}:
-        if is_notebook(file_path):
-            return MystNotebook.from_parent(parent, path=file_path)
+    """Collect chapters in _toc.yml, and any notebook .md named on the command line."""
+    if file_path.suffix != ".md" or not is_notebook(file_path):
+        return None
+    named = {Path(arg.split("::")[0]).resolve() for arg in parent.config.args}
+    chapters = {p.resolve() for p in toc_chapters()}
+    if file_path.resolve() in chapters | named:
+        return MystNotebook.from_parent(parent, path=file_path)
     return None
 
 

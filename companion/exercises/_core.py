@@ -1,0 +1,185 @@
+"""The exercise registry and ``check``: run a student's function on cases and
+report the first case that differs from the reference, with a hint.
+
+A chapter's checkers live in ``companion/exercises/chNN.py``; each calls
+``register`` once per code exercise. Cases marked ``hidden`` are run only by
+the grader (``check(..., include_hidden=True)``), never shown to students.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Case:
+    """One call of the student's function: ``fn(*args, **kwargs)``."""
+
+    name: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    hint: str = ""
+    hidden: bool = False
+
+
+Compare = Callable[[Any, Any], bool]
+
+
+def allclose(rtol: float = 1e-6, atol: float = 1e-8) -> Compare:
+    """Compare numbers, arrays or tensors (or tuples/lists of them) elementwise."""
+
+    def compare(expected: Any, received: Any) -> bool:
+        if isinstance(expected, (tuple, list)):
+            return (
+                isinstance(received, (tuple, list))
+                and len(received) == len(expected)
+                and all(compare(e, r) for e, r in zip(expected, received))
+            )
+        try:
+            e = np.asarray(_to_numpy(expected), dtype=np.float64)
+            r = np.asarray(_to_numpy(received), dtype=np.float64)
+        except (TypeError, ValueError):
+            return False
+        return e.shape == r.shape and bool(np.allclose(r, e, rtol=rtol, atol=atol, equal_nan=True))
+
+    return compare
+
+
+def _to_numpy(x: Any) -> Any:
+    if hasattr(x, "detach"):  # a torch tensor, without importing torch here
+        return x.detach().cpu().numpy()
+    return x
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """A code exercise: the reference behaviour, the cases, how to compare."""
+
+    id: str
+    reference: Callable[..., Any]
+    cases: Callable[[], Sequence[Case]]
+    compare: Compare = field(default_factory=allclose)
+    hint: str = ""
+
+
+EXERCISES: dict[str, Exercise] = {}
+
+
+def register(
+    id: str,
+    reference: Callable[..., Any],
+    cases: Callable[[], Sequence[Case]],
+    compare: Compare | None = None,
+    hint: str = "",
+) -> Exercise:
+    """Add a code exercise to the registry (called at import of ``chNN.py``)."""
+    if id in EXERCISES:
+        raise ValueError(f"register: exercise id {id!r} is already registered")
+    exercise = Exercise(id, reference, cases, compare or allclose(), hint)
+    EXERCISES[id] = exercise
+    return exercise
+
+
+@dataclass
+class CaseResult:
+    case: str
+    passed: bool
+    message: str
+
+
+@dataclass
+class CheckResult:
+    """What ``check`` found. ``passed`` is True when every case matched."""
+
+    exercise: str
+    results: list[CaseResult]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.results) and all(r.passed for r in self.results)
+
+    @property
+    def message(self) -> str:
+        failed = [r for r in self.results if not r.passed]
+        if not self.results:
+            return f"{self.exercise}: no cases were run"
+        if not failed:
+            return f"{self.exercise}: all {len(self.results)} cases passed. Well done!"
+        first = failed[0]
+        return (
+            f"{self.exercise}: {len(failed)} of {len(self.results)} cases failed.\n"
+            f"First failure, case '{first.case}':\n{first.message}"
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # how IPython shows it
+        printer.text(self.message)
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = repr(_to_numpy(value))
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _run_case(exercise: Exercise, fn: Callable[..., Any], case: Case) -> CaseResult:
+    expected = exercise.reference(*case.args, **case.kwargs)
+    hint = case.hint or exercise.hint
+    hint_line = f"\nHint: {hint}" if hint else ""
+    try:
+        received = fn(*case.args, **case.kwargs)
+    except NotImplementedError:
+        return CaseResult(case.name, False, "not implemented yet (the function raises NotImplementedError)")
+    except Exception as err:  # a student's bug must become a report, not a crash
+        where = traceback.extract_tb(err.__traceback__)[-1]
+        return CaseResult(
+            case.name,
+            False,
+            f"raised {type(err).__name__}: {err} (line {where.lineno} of {where.name}){hint_line}",
+        )
+    try:
+        ok = exercise.compare(expected, received)
+    except Exception as err:
+        ok, hint_line = False, f"\n(comparing raised {type(err).__name__}: {err}){hint_line}"
+    if ok:
+        return CaseResult(case.name, True, "passed")
+    return CaseResult(
+        case.name,
+        False,
+        f"expected {_short(expected)}\nreceived {_short(received)}{hint_line}",
+    )
+
+
+def check(exercise_id: str, fn: Callable[..., Any], include_hidden: bool = False) -> CheckResult:
+    """Run ``fn`` on the exercise's cases and compare with the reference.
+
+    Returns a ``CheckResult``; in a notebook it displays as a short report:
+    either "all N cases passed" or the first failing case with the expected
+    and received values and a hint. It never raises because of the student's
+    code; an unknown id or a non-callable raises a ValueError/TypeError.
+    """
+    if exercise_id not in EXERCISES:
+        raise ValueError(f"check: unknown exercise {exercise_id!r}; expected one of {sorted(EXERCISES)}")
+    if not callable(fn):
+        raise TypeError(f"check: expected a function for {exercise_id!r}, got {type(fn).__name__}")
+    exercise = EXERCISES[exercise_id]
+    cases = [c for c in exercise.cases() if include_hidden or not c.hidden]
+    return CheckResult(exercise_id, [_run_case(exercise, fn, c) for c in cases])
+
+
+def isclose_scalar(rtol: float = 1e-6, atol: float = 1e-8) -> Compare:
+    """Compare two real numbers."""
+
+    def compare(expected: Any, received: Any) -> bool:
+        try:
+            return math.isclose(float(received), float(expected), rel_tol=rtol, abs_tol=atol)
+        except (TypeError, ValueError):
+            return False
+
+    return compare
