@@ -144,19 +144,17 @@ class MLP:
 
     def _backward(self, y: np.ndarray) -> list[np.ndarray]:
         acts = self.cache.activations
-        n_layers = len(self.weights)
-        grads_W: list[np.ndarray] = [None] * n_layers  # type: ignore[list-item]
-        grads_b: list[np.ndarray] = [None] * n_layers  # type: ignore[list-item]
+        has_bias = self.biases is not None
+        grads: list[np.ndarray] = []  # filled from the last layer down, reversed at the end
         delta = (acts[-1] - y) * self._f[-1][1](acts[-1])  # dLoss/dz of the last layer
-        for l in range(n_layers - 1, -1, -1):
-            grads_W[l] = acts[l].T @ delta
-            if self.biases is not None:
-                grads_b[l] = delta.sum(axis=0)
+        for l in range(len(self.weights) - 1, -1, -1):
+            if has_bias:
+                grads.append(delta.sum(axis=0))  # db_l
+            grads.append(acts[l].T @ delta)  # dW_l
             if l > 0:  # push delta one layer down: chain rule through W_l, then f'
                 delta = (delta @ self.weights[l].T) * self._f[l - 1][1](acts[l])
-        if self.biases is None:
-            return grads_W
-        return [g for pair in zip(grads_W, grads_b) for g in pair]
+        grads.reverse()
+        return grads
 
     def step(self, grads: Sequence[np.ndarray], lr: float) -> None:
         """Gradient descent in place: p -= lr * grad for every parameter."""
@@ -183,9 +181,10 @@ class MLP:
         params = self.params
         for i in range(iterations):
             outputs[i] = self._forward(X)
-            for p, g in zip(params, self._backward(y)):
-                if lr != 1.0:
-                    g *= lr  # g is a fresh array, so scaling it in place is safe
+            grads = self._backward(y)
+            if lr != 1.0:
+                grads = [lr * g for g in grads]
+            for p, g in zip(params, grads):
                 p -= g
         return np.abs(outputs - y).mean(axis=(1, 2))
 

@@ -25,6 +25,7 @@ class Case:
     kwargs: dict = field(default_factory=dict)
     hint: str = ""
     hidden: bool = False
+    raises: type[BaseException] | None = None  # the call must raise this instead of returning
 
 
 Compare = Callable[[Any, Any], bool]
@@ -129,9 +130,11 @@ def _short(value: Any, limit: int = 300) -> str:
 
 
 def _run_case(exercise: Exercise, fn: Callable[..., Any], case: Case) -> CaseResult:
-    expected = exercise.reference(*case.args, **case.kwargs)
     hint = case.hint or exercise.hint
     hint_line = f"\nHint: {hint}" if hint else ""
+    if case.raises is not None:
+        return _run_raising_case(fn, case, hint_line)
+    expected = exercise.reference(*case.args, **case.kwargs)
     try:
         received = fn(*case.args, **case.kwargs)
     except NotImplementedError:
@@ -154,6 +157,19 @@ def _run_case(exercise: Exercise, fn: Callable[..., Any], case: Case) -> CaseRes
         False,
         f"expected {_short(expected)}\nreceived {_short(received)}{hint_line}",
     )
+
+
+def _run_raising_case(fn: Callable[..., Any], case: Case, hint_line: str) -> CaseResult:
+    expected = case.raises.__name__
+    try:
+        received = fn(*case.args, **case.kwargs)
+    except case.raises:
+        return CaseResult(case.name, True, "passed")
+    except NotImplementedError:
+        return CaseResult(case.name, False, "not implemented yet (the function raises NotImplementedError)")
+    except Exception as err:
+        return CaseResult(case.name, False, f"expected {expected} to be raised\nreceived {type(err).__name__}: {err}{hint_line}")
+    return CaseResult(case.name, False, f"expected {expected} to be raised\nreceived the value {_short(received)}{hint_line}")
 
 
 def check(exercise_id: str, fn: Callable[..., Any], include_hidden: bool = False) -> CheckResult:
