@@ -19,35 +19,11 @@ from pathlib import Path
 
 import jupytext
 import pytest
-import yaml
 from nbval.plugin import IPyNbCell, IPyNbFile, find_comment_markers, find_metadata_tags
 
-ROOT = Path(__file__).parent
+from companion.toc import is_notebook, toc_pages
+
 _chapter_seconds: dict[str, float] = defaultdict(float)
-
-
-def toc_chapters(root: Path = ROOT) -> list[Path]:
-    """The .md file of every entry in _toc.yml, in book order."""
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    files = [toc["root"]]
-
-    def walk(entries: list[dict]) -> None:
-        for entry in entries:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections", []))
-
-    for part in toc.get("parts", []):
-        walk(part.get("chapters", []))
-    walk(toc.get("chapters", []))
-    return [root / f"{f}.md" for f in files]
-
-
-def is_notebook(path: Path) -> bool:
-    """A page is executed when it has a jupytext header with a kernelspec."""
-    text = path.read_text()
-    head = text.split("\n---", 1)[0]
-    return text.startswith("---") and "jupytext:" in head and "kernelspec:" in head
 
 
 class MystNotebook(IPyNbFile):
@@ -68,7 +44,7 @@ def pytest_collect_file(file_path: Path, parent):
     if file_path.suffix != ".md" or not is_notebook(file_path):
         return None
     named = {Path(arg.split("::")[0]).resolve() for arg in parent.config.args}
-    chapters = {p.resolve() for p in toc_chapters()}
+    chapters = {p.resolve() for p in toc_pages(Path(__file__).parent)}
     if file_path.resolve() in chapters | named:
         return MystNotebook.from_parent(parent, path=file_path)
     return None

@@ -6,14 +6,14 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from conftest import is_notebook, toc_chapters
+from companion.toc import chapters, is_notebook, toc_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest_plugins = ["pytester"]
 
 
 def test_toc_entries_exist_and_every_chapter_is_listed():
-    listed = toc_chapters()
+    listed = toc_pages()
     for path in listed:
         assert path.exists(), f"_toc.yml lists {path.relative_to(ROOT)}, which does not exist"
     notebooks = {p for p in (ROOT / "book").glob("*.md") if is_notebook(p)}
@@ -21,7 +21,7 @@ def test_toc_entries_exist_and_every_chapter_is_listed():
     assert not missing, f"chapters not in _toc.yml (pytest would not run them): {sorted(p.name for p in missing)}"
 
 
-@pytest.mark.parametrize("chapter", [p for p in toc_chapters() if is_notebook(p)], ids=lambda p: p.name)
+@pytest.mark.parametrize("chapter", chapters(), ids=lambda p: p.name)
 def test_chapter_shape(chapter):
     """Learning goals first; summary, exercises and references last; hidden checks; no stored outputs."""
     text = chapter.read_text()
@@ -63,6 +63,7 @@ def test_a_failing_cell_fails_the_run_and_names_chapter_and_cell(pytester):
         ```
         """))
     (pytester.path / "conftest.py").write_text((ROOT / "conftest.py").read_text())
+    (pytester.path / "pyproject.toml").write_text("")  # keep the repository's addopts out
     result = pytester.runpytest_subprocess("book/broken.md", "-p", "no:cacheprovider", "--nbval-current-env")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*book/broken.md::Cell 1*", "*the chapter's claim no longer holds*"])
