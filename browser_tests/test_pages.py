@@ -1,0 +1,130 @@
+"""Open every page of the built book in headless Chromium and check what a reader sees.
+
+    python scripts/build_book.py && pytest browser_tests
+
+Needs Debian's chromium (`apt-get install chromium`) and the `playwright`
+Python package (in requirements.txt), which drives it; no browser is
+downloaded. The book is served from _build/html on a loopback port. A
+screenshot of each chapter is written to _build/screenshots/.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urljoin, urlparse
+
+import pytest
+
+from companion.toc import chapters, toc_pages
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+SHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+# The flags keep Chromium from calling out to the network, which is closed here.
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-default-apps", "--disable-extensions"]
+
+
+@pytest.fixture(scope="session")
+def site():
+    if not (HTML / "index.html").exists():
+        pytest.fail("no built book in _build/html: run `python scripts/build_book.py` first")
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium package (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def page_url(site: str, page: Path) -> str:
+    return urljoin(site, str(page.relative_to(ROOT).with_suffix(".html")))
+
+
+def open_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+    page.on("response", lambda r: errors.append(f"HTTP {r.status}: {r.url}")
+            if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
+    page.on("console", lambda msg: errors.append(f"console: {msg.text}")
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
+    page.goto(url, wait_until="networkidle")
+    return page, errors
+
+
+def chapter_title(chapter: Path) -> str:
+    return next(line[2:].strip() for line in chapter.read_text().splitlines() if line.startswith("# "))
+
+
+@pytest.mark.parametrize("chapter", chapters(), ids=lambda p: p.stem)
+def test_chapter_page(site, browser, chapter):
+    page, errors = open_page(browser, page_url(site, chapter))
+    source = chapter.read_text()
+    assert chapter_title(chapter) in page.title()
+
+    # math: MathJax has typeset something and left no raw TeX delimiters behind
+    page.wait_for_selector("mjx-container", timeout=20_000)
+    body_text = page.inner_text("main")
+    assert "$$" not in body_text and "\\begin{" not in body_text
+
+    # figures: every chapter that plots shows at least one image that loaded
+    if "plt." in source:
+        widths = page.eval_on_selector_all(".cell_output img", "imgs => imgs.map(i => i.naturalWidth)")
+        assert widths and all(w > 0 for w in widths), f"images missing or broken: {widths}"
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{chapter.stem}.png"), full_page=False)
+
+    # exercises: solutions are collapsed, and open when the reader clicks
+    solutions = page.locator(".solution.dropdown")
+    assert solutions.count() >= 1
+    first = solutions.first
+    content = first.locator("section").first
+    assert not content.is_visible()
+    first.locator("button.toggle-button").click()
+    content.wait_for(state="visible", timeout=5_000)
+    assert not errors, errors
+    page.close()
+
+
+@pytest.mark.parametrize("page_file", toc_pages(), ids=lambda p: p.stem)
+def test_internal_links_resolve(site, browser, page_file):
+    page, errors = open_page(browser, page_url(site, page_file))
+    hrefs = page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)")
+    page.close()
+    broken = []
+    for href in sorted(set(hrefs)):
+        parsed = urlparse(href)
+        if not href.startswith(site):
+            continue  # external: not checked offline
+        target = href.split("#")[0]
+        try:
+            urllib.request.urlopen(target, timeout=10).close()
+        except urllib.error.URLError as err:
+            broken.append(f"{parsed.path}: {err}")
+    assert not broken, broken
+    assert not errors, errors
