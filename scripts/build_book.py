@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -46,7 +47,10 @@ def main() -> int:
         shutil.rmtree(CACHE)
     command = ["jupyter-book", "build", str(ROOT), "-W", "-n", "--keep-going"]
     print("+", " ".join(command), flush=True)
-    result = subprocess.run(command, cwd=ROOT)
+    # A kernel started with MPLBACKEND set (Agg, say) ignores the inline backend
+    # and plt.show() draws nothing: the book would be built without its figures.
+    env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
+    result = subprocess.run(command, cwd=ROOT, env=env)
     if result.returncode == 0:
         STAMP.write_text(current)
     return result.returncode
