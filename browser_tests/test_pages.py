@@ -87,7 +87,7 @@ def test_chapter_page(site, browser, chapter):
     assert chapter_title(chapter) in page.title()
 
     # math: MathJax has typeset something and left no raw TeX delimiters behind
-    page.wait_for_selector("mjx-container", timeout=20_000)
+    page.wait_for_selector("mjx-container", state="attached", timeout=20_000)  # the first may sit in a collapsed block
     body_text = page.inner_text("main")
     assert "$$" not in body_text and "\\begin{" not in body_text
 
@@ -95,6 +95,10 @@ def test_chapter_page(site, browser, chapter):
     if "plt." in source:
         widths = page.eval_on_selector_all(".cell_output img", "imgs => imgs.map(i => i.naturalWidth)")
         assert widths and all(w > 0 for w in widths), f"images missing or broken: {widths}"
+        # alt text for screen readers: written in the chapter, not the default (the image's file name)
+        alts = page.eval_on_selector_all(".cell_output img", "imgs => imgs.map(i => i.alt)")
+        missing = [alt for alt in alts if not alt.strip() or alt.endswith(".png")]
+        assert not missing, f"{len(missing)} of {len(alts)} figures have no alt text: {missing[:3]}"
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{chapter.stem}.png"), full_page=False)
