@@ -52,3 +52,69 @@ def digits(test_fraction: float = 0.25, seed: int = 0):
     y = bunch.target.astype(np.int64)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_fraction, random_state=seed, stratify=y)
     return (torch.from_numpy(X_tr), torch.from_numpy(X_te), torch.from_numpy(y_tr), torch.from_numpy(y_te))
+
+
+def copy_task(batch: int, length: int, bits: int = 6, generator=None):
+    """The copy task of Graves et al.: show a sequence, then a delimiter, then reproduce it.
+
+    Each example is ``length`` random binary vectors of ``bits`` bits, then one
+    step with the delimiter channel set, then ``length`` blank steps during
+    which the model must output the sequence. All examples in the batch share
+    one length.
+
+    Args:
+        generator: a ``torch.Generator`` (the only source of randomness).
+
+    Returns:
+        inputs: float32 (batch, 2 * length + 1, bits + 1); the last channel is the delimiter.
+        targets: float32 (batch, length, bits), to be compared with the model's
+            outputs at the last ``length`` steps.
+    """
+    import torch
+
+    for name, value in [("batch", batch), ("length", length), ("bits", bits)]:
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"copy_task: expected {name} to be a positive int, got {value!r}")
+    sequence = torch.randint(0, 2, (batch, length, bits), generator=generator).float()
+    inputs = torch.zeros(batch, 2 * length + 1, bits + 1)
+    inputs[:, :length, :bits] = sequence
+    inputs[:, length, bits] = 1.0
+    return inputs, sequence
+
+
+def ring_centers(n_modes: int = 8, radius: float = 2.0):
+    """The centres of ``ring_of_gaussians``' modes: angles 2*pi*k/n_modes, k = 0..n_modes-1.
+
+    Returns float32 tensor of shape (n_modes, 2).
+    """
+    import torch
+
+    if not isinstance(n_modes, int) or n_modes < 1:
+        raise ValueError(f"ring_centers: expected n_modes to be a positive int, got {n_modes!r}")
+    if not radius > 0:
+        raise ValueError(f"ring_centers: expected a positive radius, got {radius!r}")
+    angles = 2 * np.pi * np.arange(n_modes) / n_modes
+    return torch.tensor(radius * np.stack([np.cos(angles), np.sin(angles)], axis=1), dtype=torch.float32)
+
+
+def ring_of_gaussians(n: int, n_modes: int = 8, radius: float = 2.0, std: float = 0.02, generator=None):
+    """Samples from a mixture of ``n_modes`` equal Gaussians on a circle (the mode-collapse benchmark).
+
+    Each sample picks a mode uniformly at random (centres from ``ring_centers``)
+    and adds isotropic Gaussian noise of standard deviation ``std``.
+
+    Args:
+        generator: a ``torch.Generator`` (the only source of randomness).
+
+    Returns:
+        float32 tensor of shape (n, 2).
+    """
+    import torch
+
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"ring_of_gaussians: expected n to be a positive int, got {n!r}")
+    if not std >= 0:
+        raise ValueError(f"ring_of_gaussians: expected std >= 0, got {std!r}")
+    centers = ring_centers(n_modes, radius)
+    modes = torch.randint(0, n_modes, (n,), generator=generator)
+    return centers[modes] + std * torch.randn(n, 2, generator=generator)
