@@ -1,0 +1,278 @@
+"""companion.forward_forward: locality (no gradient crosses a layer), the losses, labels, any image width, errors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from companion import forward_forward as ff
+from companion.exercises import check
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors: one thread is faster, and far steadier on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _batch(n=6, p=20, c=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, p, generator=g), torch.randint(0, c, (n,), generator=g)
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def test_embed_label_prepends_or_replaces_a_one_hot_code():
+    x, labels = _batch(n=5, p=20, c=4)
+    out = ff.embed_label(x, labels, num_classes=4)
+    assert out.shape == (5, 24)
+    np.testing.assert_array_equal(out[:, :4].numpy(), np.eye(4)[labels.numpy()])
+    assert torch.equal(out[:, 4:], x)
+    out = ff.embed_label(x, labels, num_classes=4, replace=True, value=0.5)
+    assert out.shape == (5, 20)
+    np.testing.assert_array_equal(out[:, :4].numpy(), 0.5 * np.eye(4)[labels.numpy()])
+    assert torch.equal(out[:, 4:], x[:, 4:])
+    neutral = ff.neutral_label(x, num_classes=4)
+    assert torch.allclose(neutral[:, :4], torch.full((5, 4), 0.25)) and torch.equal(neutral[:, 4:], x)
+
+
+def test_wrong_labels_are_never_right_and_cover_all_other_labels_evenly():
+    labels = torch.arange(10).repeat(2_000)
+    wrong = ff.wrong_labels(labels, 10, torch.Generator().manual_seed(0))
+    assert (wrong != labels).all() and wrong.min() >= 0 and wrong.max() <= 9
+    for true in range(10):
+        counts = torch.bincount(wrong[labels == true], minlength=10).float()
+        assert counts[true] == 0
+        others = counts[torch.arange(10) != true]
+        assert (others - 2_000 / 9).abs().max() < 80  # ~4.5 standard deviations of a binomial
+    again = ff.wrong_labels(labels, 10, torch.Generator().manual_seed(0))
+    assert torch.equal(wrong, again)
+
+
+# --------------------------------------------------------------------------- goodness and the losses
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(-30, 60), min_size=2, max_size=12), st.floats(0.5, 20))
+def test_softplus_loss_is_the_logistic_negative_log_likelihood(values, theta):
+    g = torch.tensor(values, dtype=torch.float64)
+    g_pos, g_neg = g[: len(g) // 2], g[len(g) // 2:]
+    # independent reference, in plain floats: -log p = log(1 + e^(theta - g)), -log(1 - p) = log(1 + e^(g - theta))
+    ref = [math.log1p(math.exp(theta - v)) for v in g_pos.tolist()]
+    ref += [math.log1p(math.exp(v - theta)) for v in g_neg.tolist()]
+    expected = sum(ref) / len(ref)
+    assert math.isclose(float(ff.softplus_loss(g_pos, g_neg, theta)), expected, rel_tol=1e-9, abs_tol=1e-12)
+    if (g - theta).abs().max() < 15:  # where 1 - sigmoid keeps enough digits in float64
+        assert math.isclose(float(ff.logistic_loss(g_pos, g_neg, theta)), expected, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def test_the_literal_logistic_form_overflows_where_softplus_does_not():
+    g_pos, g_neg = torch.tensor([0.0]), torch.tensor([200.0])
+    assert math.isinf(float(ff.logistic_loss(g_pos, g_neg, 10.0)))
+    assert math.isclose(float(ff.softplus_loss(g_pos, g_neg, 10.0)), (F.softplus(torch.tensor(10.0)) + 190) / 2, rel_tol=1e-6)
+
+
+def test_goodness_and_normalize():
+    h = torch.tensor([[1.0, 2.0, 2.0], [0.0, 0.0, 0.0]])
+    assert torch.equal(ff.goodness(h), torch.tensor([9.0, 0.0]))
+    n = ff.normalize(h)
+    assert torch.allclose(n[0], torch.tensor([1 / 3, 2 / 3, 2 / 3])) and torch.equal(n[1], torch.zeros(3))
+
+
+def test_layer_forward_and_loss_gradient_match_a_hand_written_reference():
+    layer = ff.FFLayer(5, 3, theta=1.5, generator=torch.Generator().manual_seed(1))
+    x_pos, x_neg = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    W = layer.weight.detach().double().requires_grad_()
+    b = layer.bias.detach().double().requires_grad_()
+
+    def reference(x):
+        return torch.clamp((x / x.norm(dim=1, keepdim=True)) @ W.T + b, min=0)
+
+    hp, hn = reference(x_pos), reference(x_neg)
+    loss = (torch.log1p(torch.exp(1.5 - (hp**2).sum(1))).sum() + torch.log1p(torch.exp((hn**2).sum(1) - 1.5)).sum()) / 8
+    loss.backward()
+    layer.double()
+    ours = layer.loss(layer(x_pos), layer(x_neg))
+    ours.backward()
+    assert math.isclose(float(ours.detach()), float(loss.detach()), rel_tol=1e-9)
+    torch.testing.assert_close(layer.weight.grad, W.grad)
+    torch.testing.assert_close(layer.bias.grad, b.grad)
+
+
+# --------------------------------------------------------------------------- locality
+
+
+def test_no_gradient_crosses_a_layer_boundary():
+    net = ff.FFNet([14, 8, 6, 5], seed=0)
+    x, labels = _batch(n=6, p=10, c=4)
+    x_pos = ff.embed_label(x, labels, 4).requires_grad_()
+    # 1. a loss on the top layer's activity reaches neither the input nor any lower layer
+    h = x_pos
+    for layer in net.layers:
+        h = layer(h)
+    assert h.grad_fn is not None
+    ff.goodness(h).sum().backward()
+    assert x_pos.grad is None
+    for layer in net.layers[:-1]:
+        assert layer.weight.grad is None and layer.bias.grad is None
+    assert net.layers[-1].weight.grad is not None
+    # 2. a layer's training step changes only that layer's parameters and leaves the others' gradients empty
+    net.zero_grad(set_to_none=True)
+    before = [p.detach().clone() for p in net.parameters()]
+    middle = net.layers[1]
+    middle.train_step(torch.randn(6, 8), torch.randn(6, 8))
+    for i, layer in enumerate(net.layers):
+        changed = [not torch.equal(p, b) for p, b in zip(layer.parameters(), before[2 * i: 2 * i + 2])]
+        if layer is middle:
+            assert all(changed) and layer.weight.grad is not None
+        else:
+            assert not any(changed) and layer.weight.grad is None and layer.bias.grad is None
+
+
+def test_saved_tensor_bytes_counts_each_buffer_once_and_slices_by_their_own_size():
+    x = torch.randn(10, 4, requires_grad=True)
+
+    def halves():  # exp keeps its output y (40 floats); pow keeps the two halves of y: the same 160 bytes
+        y = x.exp()
+        return y[:5].pow(2).sum() + y[5:].pow(2).sum()
+
+    assert ff.saved_tensor_bytes(halves) == 10 * 4 * 4
+    data, w = torch.randn(100, 4), torch.randn(4, 3, requires_grad=True)
+    assert ff.saved_tensor_bytes(lambda: (data[:10] @ w).sum(), exclude=[w]) == 10 * 4 * 4
+    a = torch.randn(10, 4, requires_grad=True)  # now the product needs w too, to compute a's gradient
+    assert ff.saved_tensor_bytes(lambda: (a @ w).sum()) == 10 * 4 * 4 + 4 * 3 * 4
+    assert ff.saved_tensor_bytes(lambda: (a @ w).sum(), exclude=[w]) == 10 * 4 * 4
+
+
+def test_ff_keeps_one_layer_of_activations_backprop_keeps_all():
+    sizes = [20] + [30] * 10
+    x = torch.randn(8, 20)
+    net = ff.FFNet(sizes, seed=0)
+    per_layer, h = [], x
+    for layer in net.layers:  # positive and negative data: 2 x 8 rows through one layer
+        per_layer.append(ff.saved_tensor_bytes(lambda: layer.loss(layer(h), layer(h)), exclude=list(layer.parameters())))
+        h = layer(h)
+    # each layer keeps its normalized input and its output, for 16 rows, plus a few per-row numbers
+    assert all(b - 2 * 8 * (30 + 30) * 4 in range(0, 200) for b in per_layer[1:]), per_layer
+    model = ff.backprop_net(sizes, num_classes=5)
+    y = torch.randint(0, 5, (8,))
+    whole = ff.saved_tensor_bytes(lambda: F.cross_entropy(model(x), y), exclude=list(model.parameters()))
+    assert whole >= 10 * 8 * 30 * 4  # at least every hidden activity (8 x 30 floats, 10 layers)
+    assert whole > 2 * max(per_layer)
+
+
+# --------------------------------------------------------------------------- training and prediction
+
+
+def test_train_and_predict_work_on_784_pixel_images():
+    """Not tied to the 8x8 digits: MNIST-shaped random data whose class is set by one pixel block."""
+    g = torch.Generator().manual_seed(0)
+    n = 300
+    y = torch.randint(0, 10, (n,), generator=g)
+    X = 0.1 * torch.rand(n, 784, generator=g)
+    for c in range(10):  # class c lights pixels 100 + 60c .. 100 + 60c + 59
+        X[y == c, 100 + 60 * c: 160 + 60 * c] += 0.9
+    X_train, y_train, X_test, y_test = X[:200], y[:200], X[200:], y[200:]
+    net = ff.FFNet([794, 64, 64], seed=0, lr=0.01)
+    history = ff.train_ff(net, X_train, y_train, epochs=60, batch_size=50, seed=0)
+    assert history.stacked("g_pos").shape == (60, 2)
+    assert history.stacked("g_pos")[-1, 0] > history.stacked("g_neg")[-1, 0] + 1
+    predictions = ff.predict(net, X_test)
+    assert predictions.shape == (100,) and predictions.dtype == torch.int64
+    assert (predictions == y_test).float().mean() > 0.9
+    # replacing the first pixels instead of prepending gives a 784-wide input
+    net2 = ff.FFNet([784, 32], seed=0)
+    ff.train_ff(net2, X_train, y_train, epochs=2, replace=True)
+    assert ff.predict(net2, X_test, replace=True).shape == (100,)
+
+
+def test_training_is_reproducible_with_a_seed():
+    X, y = _batch(n=40, p=12, c=3, seed=2)
+    runs = []
+    for _ in range(2):
+        net = ff.FFNet([15, 10], seed=3)
+        ff.train_ff(net, X, y, epochs=3, num_classes=3, seed=4)
+        runs.append(net.layers[0].weight.detach().clone())
+    assert torch.equal(*runs)
+
+
+def test_prediction_ignores_theta_and_sums_the_goodness_table():
+    X, _ = _batch(n=12, p=10, c=3)
+    net = ff.FFNet([13, 9, 7], seed=0)
+    table = net.goodness_per_label(X, 3)
+    assert table.shape == (12, 3, 2)
+    assert torch.equal(ff.predict(net, X, 3), table.sum(2).argmax(1))
+    assert torch.equal(ff.predict(net, X, 3, skip_first=True), table[:, :, 1].argmax(1))
+    for layer in net.layers:
+        layer.theta = 1000.0
+    assert torch.equal(ff.predict(net, X, 3), table.sum(2).argmax(1))
+
+
+def test_linear_readout_and_backprop_baseline_learn_a_separable_problem():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (90,), generator=g)
+    X = 0.1 * torch.rand(90, 12, generator=g)
+    X[torch.arange(90), y * 4] += 1.0
+    readout = ff.fit_linear_readout(X, y, num_classes=3, steps=200)
+    assert (readout(X).argmax(1) == y).all()
+    model = ff.backprop_net([12, 16], num_classes=3)
+    losses = ff.train_backprop(model, X, y, epochs=30, batch_size=30, num_classes=3)
+    assert losses[-1] < 0.2 * losses[0]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_bad_inputs_raise_clear_errors():
+    x, labels = _batch(n=3, p=5, c=2)
+    with pytest.raises(ValueError, match=r"expected x .*shape \(n, pixels\), got .*\(3, 5, 1\)"):
+        ff.embed_label(x[..., None], labels, 2)
+    with pytest.raises(TypeError, match="expected x to be a torch.Tensor, got ndarray"):
+        ff.embed_label(x.numpy(), labels, 2)
+    with pytest.raises(ValueError, match=r"expected labels .*shape \(3,\)"):
+        ff.embed_label(x, labels[:2], 2)
+    with pytest.raises(ValueError, match="expected labels in 0..1, got values from 0 to 7"):
+        ff.embed_label(x, torch.tensor([0, 7, 1]), 2)
+    with pytest.raises(ValueError, match="expected num_classes to be an int >= 2"):
+        ff.wrong_labels(labels, 1)
+    layer = ff.FFLayer(5, 3)
+    with pytest.raises(ValueError, match=r"expected x of shape \(n, 5\), got \(3, 4\)"):
+        layer(torch.randn(3, 4))
+    net = ff.FFNet([12, 4])
+    with pytest.raises(ValueError, match="expected label-embedded inputs of width 12, got 7"):
+        ff.predict(net, x, 2)
+    with pytest.raises(ValueError, match="expected epochs to be a positive int"):
+        ff.train_ff(ff.FFNet([7, 4]), x, labels, epochs=0, num_classes=2)
+    with pytest.raises(ValueError, match="skip_first needs at least two layers"):
+        ff.predict(ff.FFNet([7, 4]), x, 2, skip_first=True)
+
+
+# --------------------------------------------------------------------------- the exercise checker
+
+
+def test_ch07_checker_accepts_the_reference_and_explains_a_wrong_answer():
+    def layer_loss(h_pos, h_neg, theta):
+        return ff.softplus_loss(ff.goodness(h_pos), ff.goodness(h_neg), theta)
+
+    assert check("ch07-ff-loss", layer_loss, include_hidden=True).passed
+
+    def mean_of_squares(h_pos, h_neg, theta):
+        return ff.softplus_loss(h_pos.pow(2).mean(1), h_neg.pow(2).mean(1), theta)
+
+    result = check("ch07-ff-loss", mean_of_squares)
+    assert not result.passed and "expected" in result.message and "sum of squared" in result.message.lower()
+
+    def literal(h_pos, h_neg, theta):  # right on small goodness, inf on large: only the hidden case catches it
+        return ff.logistic_loss(ff.goodness(h_pos), ff.goodness(h_neg), theta)
+
+    assert check("ch07-ff-loss", literal).passed
+    graded = check("ch07-ff-loss", literal, include_hidden=True)
+    assert not graded.passed and "softplus" in graded.message
