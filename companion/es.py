@@ -1,0 +1,597 @@
+"""Evolution strategies: guess and check on parameters (chapter 8).
+
+OpenAI-ES (Salimans et al. 2017) in numpy, with the toys and the control task
+the chapter trains on. Shapes, for ``d`` parameters and a population of ``n``:
+
+* ``params`` (the centre of the search distribution) has shape (d,)
+* ``ask()`` returns candidates ``params + sigma * noise`` of shape (n, d)
+* ``tell(fitness)`` takes one fitness per candidate, shape (n,), and moves
+  ``params`` along the estimated gradient of the *Gaussian-smoothed* fitness::
+
+      g = 1 / (n * sigma) * sum_i shaped(F)_i * noise_i  -  weight_decay * params
+
+With antithetic (mirrored) sampling the noise comes in pairs ``+eps, -eps``;
+with centered-rank shaping ``shaped(F)`` is the fitness's rank mapped
+linearly onto [-0.5, 0.5].
+
+The CartPole part is a numpy re-implementation of gymnasium's
+``CartPoleEnv`` batched over many environments, so one matrix product per
+step evaluates a whole population of policies (``evaluate_cartpole``); the
+test suite checks it against gymnasium step for step. ``evaluate_gym`` runs
+the real gymnasium environment, one episode at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+SHAPINGS = ("centered_rank", "standardize", "none")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _as_vector(x: object, name: str, who: str) -> np.ndarray:
+    array = np.asarray(x, dtype=np.float64)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{who}: expected {name} of shape (d,) with d >= 1, got shape {array.shape}")
+    return array
+
+
+def _check_positive(value: float, name: str, who: str) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"{who}: expected {name} to be a positive number, got {value!r}")
+
+
+# ---------------------------------------------------------------- fitness shaping
+
+
+def centered_ranks(fitness: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Replace each fitness by its rank, mapped linearly onto [-0.5, 0.5].
+
+    The worst gets -0.5, the best +0.5; tied values share their average rank.
+    The result is zero-mean and preserves the order of the input, whatever the
+    scale of the fitness or any outliers in it.
+
+    Args:
+        fitness: shape (n,) with n >= 2.
+
+    Returns:
+        shape (n,), float64.
+    """
+    f = np.asarray(fitness, dtype=np.float64)
+    if f.ndim != 1 or f.size < 2:
+        raise ValueError(f"centered_ranks: expected fitness of shape (n,) with n >= 2, got shape {f.shape}")
+    if not np.all(np.isfinite(f)):
+        raise ValueError("centered_ranks: expected finite fitness values, got NaN or inf")
+    return (rankdata(f) - 1.0) / (f.size - 1) - 0.5
+
+
+def shape_fitness(fitness: np.ndarray, shaping: str) -> np.ndarray:
+    """Apply one of ``SHAPINGS`` to a fitness vector of shape (n,)."""
+    f = np.asarray(fitness, dtype=np.float64)
+    if shaping == "centered_rank":
+        return centered_ranks(f)
+    if shaping == "standardize":
+        std = f.std()
+        return (f - f.mean()) / std if std > 0 else np.zeros_like(f)
+    if shaping == "none":
+        return f
+    raise ValueError(f"shape_fitness: expected shaping in {SHAPINGS}, got {shaping!r}")
+
+
+# ---------------------------------------------------------------- the estimator
+
+
+def sample_noise(rng: np.random.Generator, population: int, dim: int, antithetic: bool = True) -> np.ndarray:
+    """Standard normal perturbations of shape (population, dim).
+
+    With ``antithetic`` the first half is ``eps`` and the second ``-eps``, so
+    ``population`` must be even.
+    """
+    if not isinstance(population, int) or population < 1:
+        raise ValueError(f"sample_noise: expected population to be a positive int, got {population!r}")
+    if antithetic:
+        if population % 2:
+            raise ValueError(f"sample_noise: antithetic sampling needs an even population, got {population}")
+        half = rng.standard_normal((population // 2, dim))
+        return np.concatenate([half, -half])
+    return rng.standard_normal((population, dim))
+
+
+def es_gradient(fitness: np.ndarray, noise: np.ndarray, sigma: float, shaping: str = "none") -> np.ndarray:
+    """The ES search-gradient estimate from one population.
+
+    Args:
+        fitness: shape (n,), the fitness of ``params + sigma * noise[i]``.
+        noise: shape (n, d).
+        sigma: the perturbation scale.
+        shaping: one of ``SHAPINGS``, applied to ``fitness`` first.
+
+    Returns:
+        shape (d,): ``shaped(fitness) @ noise / (n * sigma)``, an estimate of the
+        gradient of ``E[f(params + sigma * eps)]`` (exactly that, in
+        expectation, when ``shaping="none"``).
+    """
+    noise = np.asarray(noise, dtype=np.float64)
+    f = np.asarray(fitness, dtype=np.float64)
+    if noise.ndim != 2:
+        raise ValueError(f"es_gradient: expected noise of shape (n, d), got {noise.shape}")
+    if f.shape != (noise.shape[0],):
+        raise ValueError(f"es_gradient: expected fitness of shape ({noise.shape[0]},), got {f.shape}")
+    _check_positive(sigma, "sigma", "es_gradient")
+    return shape_fitness(f, shaping) @ noise / (noise.shape[0] * sigma)
+
+
+def estimate_gradient(
+    f: Callable[[np.ndarray], np.ndarray],
+    params: np.ndarray,
+    sigma: float,
+    population: int,
+    rng: np.random.Generator,
+    antithetic: bool = True,
+    shaping: str = "none",
+) -> np.ndarray:
+    """Sample a population around ``params`` (d,), evaluate ``f`` on it (n, d) -> (n,), return the (d,) estimate."""
+    theta = _as_vector(params, "params", "estimate_gradient")
+    noise = sample_noise(rng, population, theta.size, antithetic)
+    return es_gradient(f(theta + sigma * noise), noise, sigma, shaping)
+
+
+# ---------------------------------------------------------------- the optimizer
+
+
+class OpenAIES:
+    """The OpenAI-ES optimizer with an ``ask``/``tell`` interface.
+
+    Args:
+        params: the starting centre, shape (d,).
+        sigma: standard deviation of the perturbations.
+        lr: learning rate (for SGD, or Adam's step size).
+        population: candidates per generation (even, with ``antithetic``).
+        antithetic: mirrored sampling, ``+eps`` and ``-eps``.
+        shaping: "centered_rank" (OpenAI-ES), "standardize" or "none".
+        weight_decay: the update adds ``-weight_decay * params`` to the gradient
+            estimate, pulling the parameters toward zero.
+        optimizer: "sgd" (``params += lr * g``) or "adam".
+        seed: seeds the noise (``numpy.random.default_rng``).
+
+    ``step(f)`` is ``ask``, evaluate, ``tell`` in one call, for an ``f`` that
+    maps candidates (n, d) to fitness (n,) (higher is better).
+    """
+
+    def __init__(
+        self,
+        params: np.ndarray,
+        sigma: float = 0.1,
+        lr: float = 0.01,
+        population: int = 50,
+        antithetic: bool = True,
+        shaping: str = "centered_rank",
+        weight_decay: float = 0.0,
+        optimizer: str = "sgd",
+        seed: int = 0,
+    ) -> None:
+        self.params = _as_vector(params, "params", "OpenAIES").copy()
+        _check_positive(sigma, "sigma", "OpenAIES")
+        _check_positive(lr, "lr", "OpenAIES")
+        if not isinstance(population, int) or population < 2:
+            raise ValueError(f"OpenAIES: expected population to be an int >= 2, got {population!r}")
+        if antithetic and population % 2:
+            raise ValueError(f"OpenAIES: antithetic sampling needs an even population, got {population}")
+        if shaping not in SHAPINGS:
+            raise ValueError(f"OpenAIES: expected shaping in {SHAPINGS}, got {shaping!r}")
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError(f"OpenAIES: expected optimizer 'sgd' or 'adam', got {optimizer!r}")
+        if weight_decay < 0:
+            raise ValueError(f"OpenAIES: expected weight_decay >= 0, got {weight_decay!r}")
+        self.sigma, self.lr, self.population = float(sigma), float(lr), population
+        self.antithetic, self.shaping, self.weight_decay, self.optimizer = antithetic, shaping, weight_decay, optimizer
+        self.rng = np.random.default_rng(seed)
+        self.generation = 0
+        self._noise: np.ndarray | None = None
+        self._m = np.zeros_like(self.params)  # Adam's moment estimates
+        self._v = np.zeros_like(self.params)
+
+    def ask(self) -> np.ndarray:
+        """Sample this generation's candidates, shape (population, d)."""
+        self._noise = sample_noise(self.rng, self.population, self.params.size, self.antithetic)
+        return self.params + self.sigma * self._noise
+
+    def tell(self, fitness: np.ndarray) -> np.ndarray:
+        """Update ``params`` from the candidates' fitness (population,); returns the step's gradient (d,)."""
+        if self._noise is None:
+            raise ValueError("OpenAIES.tell: call ask() first, then tell() the fitness of its candidates")
+        f = np.asarray(fitness, dtype=np.float64)
+        if f.shape != (self.population,):
+            raise ValueError(f"OpenAIES.tell: expected fitness of shape ({self.population},), got {f.shape}")
+        g = es_gradient(f, self._noise, self.sigma, self.shaping) - self.weight_decay * self.params
+        self._noise = None
+        self.generation += 1
+        if self.optimizer == "sgd":
+            self.params = self.params + self.lr * g
+        else:  # Adam, ascending
+            b1, b2, eps = 0.9, 0.999, 1e-8
+            self._m = b1 * self._m + (1 - b1) * g
+            self._v = b2 * self._v + (1 - b2) * g * g
+            step = self.lr * math.sqrt(1 - b2**self.generation) / (1 - b1**self.generation)
+            self.params = self.params + step * self._m / (np.sqrt(self._v) + eps)
+        return g
+
+    @property
+    def solution(self) -> np.ndarray:
+        """What the optimizer proposes now: the centre ``params`` (d,)."""
+        return self.params
+
+    def step(self, f: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """One generation: evaluate ``f`` on ``ask()``'s candidates and ``tell``. Returns the fitness (population,)."""
+        fitness = np.asarray(f(self.ask()), dtype=np.float64)
+        self.tell(fitness)
+        return fitness
+
+
+class SimpleGA:
+    """A simple genetic algorithm with the same ``ask``/``tell`` interface.
+
+    Each generation keeps the ``elite`` best candidates unchanged; every other
+    child takes each parameter from one of two parents drawn from the best
+    ``parents`` (uniform crossover) and adds Gaussian mutation of scale
+    ``mutation``. ``best`` is the best candidate seen in the last ``tell``.
+    """
+
+    def __init__(
+        self,
+        params: np.ndarray,
+        population: int = 50,
+        mutation: float = 0.1,
+        parents: int = 10,
+        elite: int = 1,
+        seed: int = 0,
+    ) -> None:
+        theta = _as_vector(params, "params", "SimpleGA")
+        if not isinstance(population, int) or population < 2:
+            raise ValueError(f"SimpleGA: expected population to be an int >= 2, got {population!r}")
+        if not 1 <= parents <= population or not 0 <= elite <= parents:
+            raise ValueError(f"SimpleGA: expected 0 <= elite <= parents <= population, got {elite}, {parents}, {population}")
+        _check_positive(mutation, "mutation", "SimpleGA")
+        self.population, self.mutation, self.parents, self.elite = population, float(mutation), parents, elite
+        self.rng = np.random.default_rng(seed)
+        self._candidates = theta + self.mutation * self.rng.standard_normal((population, theta.size))
+        self.best = theta.copy()
+
+    @property
+    def solution(self) -> np.ndarray:
+        """What the optimizer proposes now: the best candidate of the last generation (d,)."""
+        return self.best
+
+    def ask(self) -> np.ndarray:
+        """This generation's candidates, shape (population, d)."""
+        return self._candidates.copy()
+
+    def tell(self, fitness: np.ndarray) -> None:
+        """Select, cross over and mutate, given the candidates' fitness (population,)."""
+        f = np.asarray(fitness, dtype=np.float64)
+        if f.shape != (self.population,):
+            raise ValueError(f"SimpleGA.tell: expected fitness of shape ({self.population},), got {f.shape}")
+        order = np.argsort(-f, kind="stable")
+        top = self._candidates[order[: self.parents]]
+        self.best = top[0].copy()
+        n_children = self.population - self.elite
+        mothers = top[self.rng.integers(0, self.parents, n_children)]
+        fathers = top[self.rng.integers(0, self.parents, n_children)]
+        mask = self.rng.random(mothers.shape) < 0.5
+        children = np.where(mask, mothers, fathers) + self.mutation * self.rng.standard_normal(mothers.shape)
+        self._candidates = np.concatenate([top[: self.elite], children])
+
+
+# ---------------------------------------------------------------- toy objectives
+
+
+def hidden_vector_fitness(W: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The classic toy: ``-||w - target||^2`` for each row of ``W`` (n, d) -> (n,), or (d,) -> scalar."""
+    W = np.asarray(W, dtype=np.float64)
+    t = _as_vector(target, "target", "hidden_vector_fitness")
+    if W.shape[-1:] != t.shape:
+        raise ValueError(f"hidden_vector_fitness: expected W of shape (..., {t.size}), got {W.shape}")
+    return -np.sum((W - t) ** 2, axis=-1)
+
+
+def rosenbrock(X: np.ndarray) -> np.ndarray:
+    """The Rosenbrock function ``sum 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2`` of each row, (n, d) -> (n,) or (d,) -> scalar."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.shape[-1] < 2:
+        raise ValueError(f"rosenbrock: expected at least 2 coordinates in the last axis, got shape {X.shape}")
+    a, b = X[..., :-1], X[..., 1:]
+    return np.sum(100.0 * (b - a**2) ** 2 + (1.0 - a) ** 2, axis=-1)
+
+
+def rosenbrock_gradient(x: np.ndarray) -> np.ndarray:
+    """The closed-form gradient of ``rosenbrock`` at one point, (d,) -> (d,)."""
+    x = _as_vector(x, "x", "rosenbrock_gradient")
+    if x.size < 2:
+        raise ValueError(f"rosenbrock_gradient: expected d >= 2, got shape {x.shape}")
+    g = np.zeros_like(x)
+    a, b = x[:-1], x[1:]
+    g[:-1] += -400.0 * a * (b - a**2) - 2.0 * (1.0 - a)
+    g[1:] += 200.0 * (b - a**2)
+    return g
+
+
+# ---------------------------------------------------------------- cart-pole, batched
+
+GRAVITY, MASS_CART, MASS_POLE, HALF_LENGTH, FORCE, TAU = 9.8, 1.0, 0.1, 0.5, 10.0, 0.02
+THETA_LIMIT, X_LIMIT, MAX_STEPS = 12 * 2 * math.pi / 360, 2.4, 500
+_TOTAL_MASS, _POLE_MASS_LENGTH = MASS_CART + MASS_POLE, MASS_POLE * HALF_LENGTH
+
+
+def cartpole_reset(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Start states of n environments, uniform in [-0.05, 0.05): shape (n, 4) = (x, x_dot, theta, theta_dot)."""
+    return rng.uniform(-0.05, 0.05, size=(n, 4))
+
+
+def cartpole_step(state: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One Euler step of gymnasium's CartPole-v1 dynamics for a batch.
+
+    Args:
+        state: (n, 4) float64, rows (x, x_dot, theta, theta_dot).
+        action: (n,) of 0 (push left) or 1 (push right).
+
+    Returns:
+        (next_state (n, 4), terminated (n,) bool), with the same formulas, in
+        the same order (so the same floating-point results), and thresholds as
+        ``gymnasium.envs.classic_control.CartPoleEnv.step``.
+    """
+    x, x_dot, theta, theta_dot = state.T
+    cos, sin = np.cos(theta), np.sin(theta)
+    force = (2.0 * FORCE) * action - FORCE  # +10 for action 1, -10 for action 0
+    temp = (force + _POLE_MASS_LENGTH * np.square(theta_dot) * sin) / _TOTAL_MASS
+    theta_acc = (GRAVITY * sin - cos * temp) / (HALF_LENGTH * (4.0 / 3.0 - MASS_POLE * np.square(cos) / _TOTAL_MASS))
+    x_acc = temp - _POLE_MASS_LENGTH * theta_acc * cos / _TOTAL_MASS
+    nxt = np.empty_like(state)
+    nxt[:, 0] = x + TAU * x_dot
+    nxt[:, 1] = x_dot + TAU * x_acc
+    nxt[:, 2] = theta + TAU * theta_dot
+    nxt[:, 3] = theta_dot + TAU * theta_acc
+    terminated = (np.abs(nxt[:, 0]) > X_LIMIT) | (np.abs(nxt[:, 2]) > THETA_LIMIT)
+    return nxt, terminated
+
+
+# ---------------------------------------------------------------- policies
+
+
+class LinearPolicy:
+    """Push right when ``obs @ w + b > 0``: ``n_params = obs_dim + 1`` parameters (w, then b)."""
+
+    def __init__(self, obs_dim: int = 4) -> None:
+        if not isinstance(obs_dim, int) or obs_dim < 1:
+            raise ValueError(f"LinearPolicy: expected obs_dim to be a positive int, got {obs_dim!r}")
+        self.obs_dim = obs_dim
+        self.n_params = obs_dim + 1
+
+    def _check(self, params: np.ndarray, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        params, obs = np.asarray(params, dtype=np.float64), np.asarray(obs, dtype=np.float64)
+        if params.ndim != 2 or params.shape[1] != self.n_params:
+            raise ValueError(
+                f"{type(self).__name__}.act: expected params of shape (batch, {self.n_params}), got {params.shape}"
+            )
+        if obs.shape != (params.shape[0], self.obs_dim):
+            raise ValueError(
+                f"{type(self).__name__}.act: expected obs of shape ({params.shape[0]}, {self.obs_dim}), got {obs.shape}"
+            )
+        return params, obs
+
+    def act(self, params: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        """Actions (batch,) in {0, 1} for each row's parameters (batch, n_params) and observation (batch, obs_dim)."""
+        return self._act(*self._check(params, obs))
+
+    def _act(self, params: np.ndarray, obs: np.ndarray) -> np.ndarray:  # unchecked, for the hot loop
+        return (np.einsum("bi,bi->b", obs, params[:, :-1]) + params[:, -1] > 0).astype(np.int64)
+
+
+class MLPPolicy(LinearPolicy):
+    """A tiny tanh network, obs -> ``hidden`` tanh units -> one output; push right when it is > 0.
+
+    Parameters, flattened in this order: W1 (obs_dim, hidden), b1 (hidden,), w2 (hidden,), b2 (1,).
+    """
+
+    def __init__(self, obs_dim: int = 4, hidden: int = 8) -> None:
+        super().__init__(obs_dim)
+        if not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"MLPPolicy: expected hidden to be a positive int, got {hidden!r}")
+        self.hidden = hidden
+        self.n_params = obs_dim * hidden + 2 * hidden + 1
+
+    def _act(self, params: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        d, h = self.obs_dim, self.hidden
+        W1 = params[:, : d * h].reshape(-1, d, h)
+        b1, w2, b2 = params[:, d * h : d * h + h], params[:, d * h + h : -1], params[:, -1]
+        hidden = np.tanh(np.einsum("bi,bih->bh", obs, W1) + b1)
+        return (np.einsum("bh,bh->b", hidden, w2) + b2 > 0).astype(np.int64)
+
+
+def _check_population(policy: LinearPolicy, params: np.ndarray, who: str) -> np.ndarray:
+    if not isinstance(policy, LinearPolicy):
+        raise TypeError(f"{who}: expected a LinearPolicy or MLPPolicy, got {type(policy).__name__}")
+    params = np.asarray(params, dtype=np.float64)
+    if params.ndim == 1:
+        params = params[None]
+    if params.ndim != 2 or params.shape[1] != policy.n_params:
+        raise ValueError(
+            f"{who}: expected params of shape (population, {policy.n_params}) for {type(policy).__name__}, "
+            f"got {params.shape}"
+        )
+    return params
+
+
+def evaluate_cartpole(
+    policy: LinearPolicy,
+    params: np.ndarray,
+    episodes: int = 1,
+    seed: int = 0,
+    max_steps: int = MAX_STEPS,
+) -> np.ndarray:
+    """Returns of every candidate on CartPole-v1, all episodes run as one batch.
+
+    Each of the ``population * episodes`` environments starts from its own
+    random state; at every step one batched ``policy.act`` chooses all actions
+    and one ``cartpole_step`` moves all environments. An episode earns 1 per
+    step, the falling step included, up to ``max_steps`` (500, as in v1).
+
+    Args:
+        params: (population, n_params), or (n_params,) for one candidate.
+        episodes: episodes per candidate.
+        seed: seeds the start states.
+
+    Returns:
+        returns of shape (population, episodes).
+    """
+    params = _check_population(policy, params, "evaluate_cartpole")
+    if not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"evaluate_cartpole: expected episodes to be a positive int, got {episodes!r}")
+    n = params.shape[0] * episodes
+    batch_params = np.repeat(params, episodes, axis=0)
+    state = cartpole_reset(n, np.random.default_rng(seed))
+    running = np.arange(n)  # the environments still running; the arrays hold only their rows
+    returns = np.full(n, float(max_steps))
+    for t in range(max_steps):
+        obs = state.astype(np.float32)  # what gymnasium shows the agent
+        state, terminated = cartpole_step(state, policy._act(batch_params, obs))
+        if terminated.any():  # an episode earns 1 per step, the falling step included
+            returns[running[terminated]] = t + 1
+            keep = ~terminated
+            running, state, batch_params = running[keep], state[keep], batch_params[keep]
+            if running.size == 0:
+                break
+    return returns.reshape(params.shape[0], episodes)
+
+
+def evaluate_gym(
+    policy: LinearPolicy,
+    params: np.ndarray,
+    env_id: str = "CartPole-v1",
+    episodes: int = 1,
+    seed: int = 0,
+) -> np.ndarray:
+    """Returns (episodes,) of one candidate (n_params,) in the real gymnasium environment, one step at a time."""
+    import gymnasium as gym
+
+    params = _check_population(policy, params, "evaluate_gym")
+    if params.shape[0] != 1:
+        raise ValueError(f"evaluate_gym: expected the params of one candidate, shape ({policy.n_params},), got {params.shape}")
+    try:
+        env = gym.make(env_id)
+    except gym.error.Error as err:
+        raise ValueError(f"evaluate_gym: unknown environment {env_id!r}; expected a gymnasium id such as 'CartPole-v1' ({err})") from None
+    if env.observation_space.shape != (policy.obs_dim,) or getattr(env.action_space, "n", None) != 2:
+        env.close()
+        raise ValueError(
+            f"evaluate_gym: {env_id} has observations of shape {env.observation_space.shape} and action space "
+            f"{env.action_space}; the policy expects ({policy.obs_dim},) observations and 2 actions"
+        )
+    returns = np.zeros(episodes)
+    for e in range(episodes):
+        obs, _ = env.reset(seed=seed + e)
+        done = False
+        while not done:
+            action = int(policy.act(params, obs[None])[0])
+            obs, reward, terminated, truncated, _ = env.step(action)
+            returns[e] += reward
+            done = terminated or truncated
+    env.close()
+    return returns
+
+
+def evaluate_gym_population(args: tuple[LinearPolicy, np.ndarray, str, int, int]) -> np.ndarray:
+    """``evaluate_gym`` mean return for each row of params (m, n_params): one task for a process pool.
+
+    ``args`` is ``(policy, params, env_id, episodes, seed)``; returns shape (m,).
+    """
+    policy, params, env_id, episodes, seed = args
+    return np.array([evaluate_gym(policy, p, env_id, episodes, seed).mean() for p in np.atleast_2d(params)])
+
+
+class CartPoleRun:
+    """What ``train_cartpole`` records for each optimizer.
+
+    Attributes:
+        eval_returns: list per optimizer of the solution's mean return over the
+            evaluation episodes, one entry per generation (entry g is after g updates).
+        population_returns: list per optimizer of the candidates' mean return per generation.
+        solved_at: per optimizer, the number of generations after which the
+            solution first scored ``target`` on every evaluation episode, or None.
+        episodes: per optimizer, training episodes used (population x generations run).
+    """
+
+    def __init__(self, n: int) -> None:
+        self.eval_returns: list[list[float]] = [[] for _ in range(n)]
+        self.population_returns: list[list[float]] = [[] for _ in range(n)]
+        self.solved_at: list[int | None] = [None] * n
+        self.episodes: list[int] = [0] * n
+
+
+def train_cartpole(
+    policy: LinearPolicy,
+    optimizers: Sequence[OpenAIES | SimpleGA],
+    max_generations: int = 100,
+    eval_episodes: int = 10,
+    target: float = 500.0,
+    seed: int = 0,
+    progress: Callable[[int, CartPoleRun], None] | None = None,
+) -> CartPoleRun:
+    """Train several optimizers (e.g. one per seed) on CartPole-v1 in lockstep.
+
+    Each generation, every optimizer not yet solved asks for its candidates;
+    all candidates, and each optimizer's current ``solution`` repeated
+    ``eval_episodes`` times, run as one batch through ``evaluate_cartpole``
+    (one episode each, every environment from its own start state). Each
+    optimizer is told its candidates' returns and stops once its solution
+    scores ``target`` on every evaluation episode.
+
+    ``progress(generation, run)`` is called after every generation, if given.
+    """
+    if not optimizers:
+        raise ValueError("train_cartpole: expected at least one optimizer, got none")
+    for opt in optimizers:
+        if opt.solution.shape != (policy.n_params,):
+            raise ValueError(
+                f"train_cartpole: expected optimizers over {policy.n_params} parameters for "
+                f"{type(policy).__name__}, got one over {opt.solution.shape}"
+            )
+    run = CartPoleRun(len(optimizers))
+    for generation in range(max_generations + 1):
+        active = [i for i, s in enumerate(run.solved_at) if s is None]
+        if not active:
+            break
+        candidates = [optimizers[i].ask() for i in active] if generation < max_generations else []
+        solutions = [np.repeat(optimizers[i].solution[None], eval_episodes, axis=0) for i in active]
+        returns = evaluate_cartpole(policy, np.concatenate(candidates + solutions), 1, seed * 1_000_003 + generation)[:, 0]
+        sizes = np.cumsum([len(c) for c in candidates + solutions])[:-1]
+        chunks = np.split(returns, sizes)
+        for k, i in enumerate(active):
+            score = float(chunks[len(candidates) + k].mean())
+            run.eval_returns[i].append(score)
+            if np.all(chunks[len(candidates) + k] >= target):
+                run.solved_at[i] = generation
+            elif candidates:
+                optimizers[i].tell(chunks[k])
+                run.population_returns[i].append(float(chunks[k].mean()))
+                run.episodes[i] += len(chunks[k])
+        if progress is not None:
+            progress(generation, run)
+    return run
+
+
+def evaluate_gym_chunk(args: tuple[LinearPolicy, np.ndarray, str, int, int]) -> tuple[np.ndarray, float]:
+    """``evaluate_gym_population`` that also reports the CPU seconds this process spent on it.
+
+    Returns ``(mean returns of shape (m,), cpu_seconds)``; the CPU time does not
+    count time spent waiting for a core, so it measures the work itself.
+    """
+    start = time.process_time()
+    returns = evaluate_gym_population(args)
+    return returns, time.process_time() - start
