@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
+
+from companion.measure import saved_tensor_bytes  # noqa: F401  (chapter 7 still calls ff.saved_tensor_bytes)
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -389,39 +391,3 @@ def train_backprop(model: torch.nn.Module, X: Tensor, y: Tensor, epochs: int, ba
             total, batches = total + float(loss.detach()), batches + 1
         losses.append(total / batches)
     return losses
-
-
-# --------------------------------------------------------------------------- memory kept for the backward pass
-
-
-def saved_tensor_bytes(build_loss: Callable[[], Tensor], exclude: Sequence[Tensor] = ()) -> int:
-    """Bytes of the tensors autograd saves for the backward pass while ``build_loss()`` runs.
-
-    Counts memory, not tensors: several saved views of one buffer (an
-    activation and its two halves, say) count the bytes they cover once, and
-    a slice of a larger tensor counts only its own bytes. Leaves out
-    ``exclude`` and views of it (pass the parameters: they exist anyway,
-    whatever the learning rule). This is the activation memory one backward
-    pass needs.
-    """
-    excluded = {t.untyped_storage().data_ptr() for t in exclude}
-    spans: dict[int, list[tuple[int, int]]] = {}
-
-    def pack(t: Tensor) -> Tensor:
-        storage = t.untyped_storage().data_ptr()
-        if storage not in excluded and t.numel() > 0:  # views of a parameter (W.T) count as the parameter
-            size = t.element_size()
-            extent = 1 + sum((n - 1) * abs(st) for n, st in zip(t.shape, t.stride()))
-            start = t.storage_offset() * size
-            spans.setdefault(storage, []).append((start, start + extent * size))
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        build_loss()
-    total = 0
-    for intervals in spans.values():  # the length of the union of each buffer's saved byte ranges
-        end = -1
-        for lo, hi in sorted(intervals):
-            total += max(0, hi - max(lo, end))
-            end = max(end, hi)
-    return total

@@ -158,7 +158,7 @@ def test_ff_keeps_one_layer_of_activations_backprop_keeps_all():
     net = ff.FFNet(sizes, seed=0)
     per_layer, h = [], x
     for layer in net.layers:  # positive and negative data: 2 x 8 rows through one layer
-        per_layer.append(ff.saved_tensor_bytes(lambda: layer.loss(layer(h), layer(h)), exclude=list(layer.parameters())))
+        per_layer.append(ff.saved_tensor_bytes(lambda: layer.loss(layer(h), layer(h)), exclude=list(layer.parameters())))  # noqa: B023 (called at once)
         h = layer(h)
     # each layer keeps its normalized input and its output, for 16 rows, plus a few per-row numbers
     assert all(b - 2 * 8 * (30 + 30) * 4 in range(0, 200) for b in per_layer[1:]), per_layer

@@ -1,22 +1,18 @@
 """Checkers for the course's code exercises.
 
     >>> from companion.exercises import check
-    >>> check("ch01-central-difference", my_function)
+    >>> check("ch01-derivative", my_function)
 
-Each chapter registers its exercises in ``companion/exercises/chNN.py``; every
-such module is imported here, so adding a chapter's exercises means adding
-one file.
+Each chapter registers its exercises in ``companion/exercises/chNN.py``. A
+chapter's checkers are imported when one of its exercises is first asked for
+(``check("ch03-...")`` imports ``ch03``), so importing this package stays
+cheap: the chapters' checkers may import torch, this package does not.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from ._core import (EXERCISES, Case, CheckResult, all_exercises, allclose, check, get,
+                    isclose_scalar, register)
 
-from ._core import EXERCISES, Case, CheckResult, allclose, check, isclose_scalar, register
-
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name.startswith("ch"):
-        importlib.import_module(f"{__name__}.{_module.name}")
-
-__all__ = ["EXERCISES", "Case", "CheckResult", "allclose", "check", "isclose_scalar", "register"]
+__all__ = ["EXERCISES", "Case", "CheckResult", "all_exercises", "allclose", "check", "get",
+           "isclose_scalar", "register"]

@@ -2,13 +2,18 @@
 report the first case that differs from the reference, with a hint.
 
 A chapter's checkers live in ``companion/exercises/chNN.py``; each calls
-``register`` once per code exercise. Cases marked ``hidden`` are run only by
-the grader (``check(..., include_hidden=True)``), never shown to students.
+``register`` once per code exercise, with the visible cases a student's
+``check`` runs and, as ``hidden``, a function that draws further cases from a
+random generator. Hidden cases are drawn by the grader at grading time from
+the instructor's secret, so no fixed set of them ships with the package.
+(``Case(hidden=True)`` is the older form, being phased out.)
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import pkgutil
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -66,9 +71,20 @@ class Exercise:
     cases: Callable[[], Sequence[Case]]
     compare: Compare = field(default_factory=allclose)
     hint: str = ""
+    hidden: Callable[[np.random.Generator], Sequence[Case]] | None = None
+
+    def visible_cases(self) -> list[Case]:
+        """The cases a student's ``check`` runs."""
+        return [c for c in self.cases() if not c.hidden]
+
+    def hidden_cases(self, rng: np.random.Generator) -> list[Case]:
+        """Cases drawn from ``rng`` (the grader seeds it from the instructor's secret)."""
+        drawn = list(self.hidden(rng)) if self.hidden is not None else []
+        return [c for c in self.cases() if c.hidden] + drawn
 
 
 EXERCISES: dict[str, Exercise] = {}
+"""The exercises registered so far; :func:`get` and :func:`all_exercises` load chapters on demand."""
 
 
 def register(
@@ -77,13 +93,46 @@ def register(
     cases: Callable[[], Sequence[Case]],
     compare: Compare | None = None,
     hint: str = "",
+    hidden: Callable[[np.random.Generator], Sequence[Case]] | None = None,
 ) -> Exercise:
-    """Add a code exercise to the registry (called at import of ``chNN.py``)."""
+    """Add a code exercise to the registry (called at import of ``chNN.py``).
+
+    ``cases()`` returns the visible cases; ``hidden(rng)`` draws the cases
+    that run only at grading time. The id starts with the chapter's module
+    name: ``"ch03-xavier"`` lives in ``ch03.py``.
+    """
     if id in EXERCISES:
         raise ValueError(f"register: exercise id {id!r} is already registered")
-    exercise = Exercise(id, reference, cases, compare or allclose(), hint)
+    exercise = Exercise(id, reference, cases, compare or allclose(), hint, hidden)
     EXERCISES[id] = exercise
     return exercise
+
+
+def _load_chapter(exercise_id: str) -> None:
+    module = exercise_id.split("-", 1)[0]
+    if module.startswith("ch") and module[2:].isdigit():
+        try:
+            importlib.import_module(f"{__package__}.{module}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}.{module}":
+                raise
+
+
+def get(exercise_id: str) -> Exercise:
+    """The registered exercise ``exercise_id``, importing its chapter's checkers if needed."""
+    if exercise_id not in EXERCISES:
+        _load_chapter(exercise_id)
+    if exercise_id not in EXERCISES:
+        raise ValueError(f"unknown exercise {exercise_id!r}; expected one of {sorted(all_exercises())}")
+    return EXERCISES[exercise_id]
+
+
+def all_exercises() -> dict[str, Exercise]:
+    """Every exercise of every chapter (imports all the chapters' checkers)."""
+    for module in pkgutil.iter_modules([str(__import__("pathlib").Path(__file__).parent)]):
+        if module.name.startswith("ch"):
+            importlib.import_module(f"{__package__}.{module.name}")
+    return EXERCISES
 
 
 @dataclass
@@ -180,12 +229,15 @@ def check(exercise_id: str, fn: Callable[..., Any], include_hidden: bool = False
     and received values and a hint. It never raises because of the student's
     code; an unknown id or a non-callable raises a ValueError/TypeError.
     """
-    if exercise_id not in EXERCISES:
-        raise ValueError(f"check: unknown exercise {exercise_id!r}; expected one of {sorted(EXERCISES)}")
+    try:
+        exercise = get(exercise_id)
+    except ValueError as err:
+        raise ValueError(f"check: {err}") from None
     if not callable(fn):
         raise TypeError(f"check: expected a function for {exercise_id!r}, got {type(fn).__name__}")
-    exercise = EXERCISES[exercise_id]
-    cases = [c for c in exercise.cases() if include_hidden or not c.hidden]
+    cases = exercise.visible_cases()
+    if include_hidden:
+        cases += exercise.hidden_cases(np.random.default_rng(0))
     return CheckResult(exercise_id, [_run_case(exercise, fn, c) for c in cases])
 
 
