@@ -14,11 +14,10 @@ With antithetic (mirrored) sampling the noise comes in pairs ``+eps, -eps``;
 with centered-rank shaping ``shaped(F)`` is the fitness's rank mapped
 linearly onto [-0.5, 0.5].
 
-The CartPole part is a numpy re-implementation of gymnasium's
-``CartPoleEnv`` batched over many environments, so one matrix product per
-step evaluates a whole population of policies (``evaluate_cartpole``); the
-test suite checks it against gymnasium step for step. ``evaluate_gym`` runs
-the real gymnasium environment, one episode at a time.
+The control task is CartPole-v1, batched in numpy by ``companion.envs``, so
+one matrix product per step evaluates a whole population of policies
+(``evaluate_cartpole``); ``evaluate_gym`` runs the real gymnasium
+environment, one episode at a time.
 """
 
 from __future__ import annotations
@@ -29,6 +28,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 from scipy.stats import rankdata
+
+from companion.envs import MAX_STEPS, cartpole_returns, gym_returns
 
 SHAPINGS = ("centered_rank", "standardize", "none")
 
@@ -322,45 +323,6 @@ def rosenbrock_gradient(x: np.ndarray) -> np.ndarray:
     return g
 
 
-# ---------------------------------------------------------------- cart-pole, batched
-
-GRAVITY, MASS_CART, MASS_POLE, HALF_LENGTH, FORCE, TAU = 9.8, 1.0, 0.1, 0.5, 10.0, 0.02
-THETA_LIMIT, X_LIMIT, MAX_STEPS = 12 * 2 * math.pi / 360, 2.4, 500
-_TOTAL_MASS, _POLE_MASS_LENGTH = MASS_CART + MASS_POLE, MASS_POLE * HALF_LENGTH
-
-
-def cartpole_reset(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Start states of n environments, uniform in [-0.05, 0.05): shape (n, 4) = (x, x_dot, theta, theta_dot)."""
-    return rng.uniform(-0.05, 0.05, size=(n, 4))
-
-
-def cartpole_step(state: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One Euler step of gymnasium's CartPole-v1 dynamics for a batch.
-
-    Args:
-        state: (n, 4) float64, rows (x, x_dot, theta, theta_dot).
-        action: (n,) of 0 (push left) or 1 (push right).
-
-    Returns:
-        (next_state (n, 4), terminated (n,) bool), with the same formulas, in
-        the same order (so the same floating-point results), and thresholds as
-        ``gymnasium.envs.classic_control.CartPoleEnv.step``.
-    """
-    x, x_dot, theta, theta_dot = state.T
-    cos, sin = np.cos(theta), np.sin(theta)
-    force = (2.0 * FORCE) * action - FORCE  # +10 for action 1, -10 for action 0
-    temp = (force + _POLE_MASS_LENGTH * np.square(theta_dot) * sin) / _TOTAL_MASS
-    theta_acc = (GRAVITY * sin - cos * temp) / (HALF_LENGTH * (4.0 / 3.0 - MASS_POLE * np.square(cos) / _TOTAL_MASS))
-    x_acc = temp - _POLE_MASS_LENGTH * theta_acc * cos / _TOTAL_MASS
-    nxt = np.empty_like(state)
-    nxt[:, 0] = x + TAU * x_dot
-    nxt[:, 1] = x_dot + TAU * x_acc
-    nxt[:, 2] = theta + TAU * theta_dot
-    nxt[:, 3] = theta_dot + TAU * theta_acc
-    terminated = (np.abs(nxt[:, 0]) > X_LIMIT) | (np.abs(nxt[:, 2]) > THETA_LIMIT)
-    return nxt, terminated
-
-
 # ---------------------------------------------------------------- policies
 
 
@@ -453,21 +415,7 @@ def evaluate_cartpole(
     params = _check_population(policy, params, "evaluate_cartpole")
     if not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"evaluate_cartpole: expected episodes to be a positive int, got {episodes!r}")
-    n = params.shape[0] * episodes
-    batch_params = np.repeat(params, episodes, axis=0)
-    state = cartpole_reset(n, np.random.default_rng(seed))
-    running = np.arange(n)  # the environments still running; the arrays hold only their rows
-    returns = np.full(n, float(max_steps))
-    for t in range(max_steps):
-        obs = state.astype(np.float32)  # what gymnasium shows the agent
-        state, terminated = cartpole_step(state, policy._act(batch_params, obs))
-        if terminated.any():  # an episode earns 1 per step, the falling step included
-            returns[running[terminated]] = t + 1
-            keep = ~terminated
-            running, state, batch_params = running[keep], state[keep], batch_params[keep]
-            if running.size == 0:
-                break
-    return returns.reshape(params.shape[0], episodes)
+    return cartpole_returns(policy._act, params, episodes, seed, max_steps)
 
 
 def evaluate_gym(
@@ -478,32 +426,13 @@ def evaluate_gym(
     seed: int = 0,
 ) -> np.ndarray:
     """Returns (episodes,) of one candidate (n_params,) in the real gymnasium environment, one step at a time."""
-    import gymnasium as gym
-
     params = _check_population(policy, params, "evaluate_gym")
     if params.shape[0] != 1:
         raise ValueError(f"evaluate_gym: expected the params of one candidate, shape ({policy.n_params},), got {params.shape}")
     try:
-        env = gym.make(env_id)
-    except gym.error.Error as err:
-        raise ValueError(f"evaluate_gym: unknown environment {env_id!r}; expected a gymnasium id such as 'CartPole-v1' ({err})") from None
-    if env.observation_space.shape != (policy.obs_dim,) or getattr(env.action_space, "n", None) != 2:
-        env.close()
-        raise ValueError(
-            f"evaluate_gym: {env_id} has observations of shape {env.observation_space.shape} and action space "
-            f"{env.action_space}; the policy expects ({policy.obs_dim},) observations and 2 actions"
-        )
-    returns = np.zeros(episodes)
-    for e in range(episodes):
-        obs, _ = env.reset(seed=seed + e)
-        done = False
-        while not done:
-            action = int(policy.act(params, obs[None])[0])
-            obs, reward, terminated, truncated, _ = env.step(action)
-            returns[e] += reward
-            done = terminated or truncated
-    env.close()
-    return returns
+        return gym_returns(policy._act, params[0], env_id, episodes, seed, policy.obs_dim)
+    except ValueError as err:
+        raise ValueError(str(err).replace("gym_returns", "evaluate_gym")) from None
 
 
 def evaluate_gym_population(args: tuple[LinearPolicy, np.ndarray, str, int, int]) -> np.ndarray:
