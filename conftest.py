@@ -1,42 +1,166 @@
-"""Chapter execution for pytest: every chapter in _toc.yml runs through nbval.
+"""Chapter execution for pytest: every chapter in _toc.yml runs once, and everything uses that run.
 
 Chapters are jupytext MyST-Markdown notebooks. pytest collects each one listed
-in ``_toc.yml``, converts it in memory with jupytext, and hands its code cells
-to nbval, which executes them in one fresh kernel whose working directory is
-the chapter's folder. Each cell is one test item, so a failure reads
-``book/02-xor-backprop.md::Cell 7`` and shows the cell's source and traceback.
-Outputs are not compared (the repository stores none); hidden ``remove-cell``
-assertion cells are what check a chapter's claims.
+in ``_toc.yml`` (or named on the command line) and makes one test item per
+code cell, so a failure reads ``book/02-xor-backprop.md::Cell 7`` and shows
+the cell's source and traceback. Outputs are not compared (the repository
+stores none); hidden ``remove-cell`` assertion cells check a chapter's claims.
 
-At the end of the run a table gives each chapter's total execution time.
+Each chapter is executed once, in a fresh kernel whose working directory is
+the chapter's folder (``companion.export.execute_notebook``), two chapters at a
+time (``--chapter-jobs``). A chapter that runs cleanly is stored in the book's
+execution cache (``_build/.jupyter_cache``): the book build then renders it
+without executing it again, and the reader-notebook tests
+(``tests/test_notebooks.py``, run after the chapters) take its glued values
+from there.
+
+At the end of the run a table gives each chapter's wall and CPU time.
 """
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import jupytext
 import pytest
-from nbval.plugin import IPyNbCell, IPyNbFile, find_comment_markers, find_metadata_tags
 
+from companion.export import succeeded
 from companion.toc import is_notebook, toc_pages
 
-_chapter_seconds: dict[str, float] = defaultdict(float)
+_results: dict[str, dict] = {}
 
 
-class MystNotebook(IPyNbFile):
-    """nbval's notebook collector, reading a MyST-Markdown notebook via jupytext."""
+def pytest_addoption(parser):
+    group = parser.getgroup("chapters")
+    group.addoption("--chapter-jobs", type=int, default=int(os.environ.get("BOOK_JOBS", "2")),
+                    help="chapters executed at once (default 2, or $BOOK_JOBS)")
+    group.addoption("--cell-timeout", type=int, default=300, help="seconds a chapter cell may run (default 300)")
+
+
+class CellFailed(Exception):
+    pass
+
+
+class Executions:
+    """Runs chapters in worker processes, ``jobs`` at a time, in the order they are first asked for."""
+
+    def __init__(self, config, chapters: list[Path]):
+        self.config, self.chapters = config, chapters
+        self.futures: dict[Path, Future] = {}
+        self.pool = ThreadPoolExecutor(max_workers=max(1, config.getoption("chapter_jobs")))
+        self.lock = threading.Lock()
+        self.stored: set[Path] = set()
+
+    def start(self, first: Path, others: list[Path] | None = None) -> None:
+        with self.lock:
+            order = [first] + [c for c in (others or self.chapters) if c != first]
+            for chapter in map(Path.resolve, order):
+                if chapter not in self.futures:
+                    self.futures[chapter] = self.pool.submit(self._run, chapter)
+
+    def _run(self, chapter: Path) -> dict:
+        from companion.export import execute_in_subprocess
+
+        return execute_in_subprocess(chapter, timeout=self.config.getoption("cell_timeout"))
+
+    def result(self, chapter: Path) -> dict:
+        chapter = Path(chapter).resolve()
+        if chapter not in self.futures:
+            self.start(chapter)
+        result = self.futures[chapter].result()
+        with self.lock:
+            if chapter not in self.stored:
+                self.stored.add(chapter)
+                _results[chapter.name] = result
+                if succeeded(result):
+                    _store(chapter, result, self.config.rootpath)
+        return result
+
+    def close(self) -> None:
+        for future in self.futures.values():
+            future.cancel()
+        self.pool.shutdown(wait=True)
+
+
+def _store(chapter: Path, result: dict, root: Path) -> None:
+    """Keep the executed chapter in the book's cache, for the build and the reader-notebook tests.
+
+    The cache only saves work: if it cannot be written (a bare checkout without
+    the book tools, another run clearing it at the same moment), the chapter's
+    tests still pass and the build executes the chapter itself.
+    """
+    import warnings
+
+    try:
+        import nbformat
+
+        from companion import export
+
+        nb = nbformat.reads(result["notebook"], as_version=4)
+        export.store_executed(chapter, nb, result["wall"], root=root)
+    except Exception as err:  # noqa: BLE001
+        warnings.warn(f"{chapter.name}: executed, but not kept in the execution cache: {err}", stacklevel=1)
+
+
+class ChapterFile(pytest.File):
+    """A MyST-Markdown chapter: one item per code cell."""
 
     def collect(self):
-        self.nb = jupytext.read(self.path)
-        code_cells = (c for c in self.nb.cells if c.cell_type == "code")
-        for cell_num, cell in enumerate(code_cells):
-            options = defaultdict(bool, find_metadata_tags(cell.metadata))
-            options.update(find_comment_markers(cell.source))
-            options.setdefault("check", False)  # no stored outputs to compare with
-            yield IPyNbCell.from_parent(self, name=f"Cell {cell_num}", cell_num=cell_num, cell=cell, options=options)
+        from companion.export import read_chapter
+
+        nb = read_chapter(self.path)
+        code_cells = [c for c in nb.cells if c.cell_type == "code"]
+        for number, cell in enumerate(code_cells):
+            yield ChapterCell.from_parent(self, name=f"Cell {number}", number=number, source=cell.source)
+
+
+class ChapterCell(pytest.Item):
+    def __init__(self, *, number: int, source: str, **kwargs):
+        super().__init__(**kwargs)
+        self.number, self.source = number, source
+
+    def runtest(self):
+        executions: Executions = self.config.stash[_EXECUTIONS]
+        result = executions.result(self.path)
+        if result["problem"] and not result["cells"]:
+            raise CellFailed(f"the chapter did not run: {result['problem']}")
+        if self.number >= len(result["cells"]):
+            raise CellFailed(f"the executor reported {len(result['cells'])} cells: {result['problem']}")
+        report = result["cells"][self.number]
+        if report["status"] == "error":
+            raise CellFailed(report["error"])
+        if report["status"] == "not run":
+            failed = next(i for i, c in enumerate(result["cells"]) if c["status"] == "error")
+            pytest.skip(f"not run: Cell {failed} failed")
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, CellFailed):
+            return f"Cell {self.number} of {self.path.name} failed.\n\nInput:\n{self.source}\n\nTraceback:\n{excinfo.value}"
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, 0, f"{self.path.relative_to(self.config.rootpath)}::Cell {self.number}"
+
+
+_EXECUTIONS = pytest.StashKey[Executions]()
+
+
+@pytest.fixture(scope="session")
+def chapter_run(request):
+    """``chapter_run(path)`` -> the chapter's execution in this session (executed now if no test ran it yet).
+
+    A dict: ``cells`` (one report per code cell), ``problem``, ``notebook``
+    (the executed .ipynb as text), ``wall`` and ``cpu`` seconds.
+    """
+    executions: Executions = request.config.stash[_EXECUTIONS]
+    from companion.toc import chapters
+
+    every = [c.resolve() for c in chapters(request.config.rootpath)]
+    if every:
+        executions.start(every[0], every)
+    return lambda chapter: executions.result(Path(chapter).resolve())
 
 
 def pytest_collect_file(file_path: Path, parent):
@@ -46,23 +170,30 @@ def pytest_collect_file(file_path: Path, parent):
     named = {Path(arg.split("::")[0]).resolve() for arg in parent.config.args}
     chapters = {p.resolve() for p in toc_pages(Path(__file__).parent)}
     if file_path.resolve() in chapters | named:
-        return MystNotebook.from_parent(parent, path=file_path)
+        return ChapterFile.from_parent(parent, path=file_path)
     return None
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
-    start = time.perf_counter()
-    try:
-        return (yield)
-    finally:
-        if isinstance(item, IPyNbCell):
-            _chapter_seconds[item.parent.path.name] += time.perf_counter() - start
+def pytest_collection_modifyitems(session, config, items):
+    """Reader-notebook tests go last: they use the chapters' executions."""
+    late = [i for i in items if i.path.name == "test_notebooks.py"]
+    items[:] = [i for i in items if i.path.name != "test_notebooks.py"] + late
+    chapters = list(dict.fromkeys(i.path.resolve() for i in items if isinstance(i, ChapterCell)))
+    config.stash[_EXECUTIONS] = Executions(config, chapters)
+
+
+def pytest_unconfigure(config):
+    executions = config.stash.get(_EXECUTIONS, None)
+    if executions is not None:
+        executions.close()
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not _chapter_seconds:
+    if not _results:
         return
-    terminalreporter.section("chapter execution times")
-    for name, seconds in _chapter_seconds.items():
-        terminalreporter.write_line(f"{seconds:7.1f} s  {name}")
+    terminalreporter.section("chapter execution times (each chapter executed once, in its own kernel)")
+    cells = []
+    for name, result in _results.items():
+        terminalreporter.write_line(f"{result['wall']:7.1f} s wall {result['cpu']:7.1f} s CPU  {name}")
+        cells += [(c["seconds"], f"{name}::Cell {n}") for n, c in enumerate(result["cells"])]
+    terminalreporter.write_line("slowest cells: " + ", ".join(f"{where} {s:.1f} s" for s, where in sorted(cells)[::-1][:8]))
