@@ -1,19 +1,26 @@
 """A multilayer perceptron in numpy with backprop written out (chapter 2).
 
-Shapes, for a batch of n examples and layer sizes ``sizes = [d0, d1, ..., dL]``:
+One naming scheme, the chapter's (chapter 2, "The network"): layer 0 is the
+input, ``A_0 = X``; ``W_l`` maps layer l to layer l + 1::
 
-* ``weights[l]`` has shape (d_l, d_{l+1}); ``biases[l]`` has shape (d_{l+1},)
-* ``cache.activations[l]`` has shape (n, d_l); entry 0 is the input X
-* the loss is the classic half sum of squared errors, 0.5 * sum((a_L - y)**2)
+    Z_{l+1} = A_l @ W_l (+ b_l)      A_{l+1} = f(Z_{l+1})      delta_l = dLoss/dZ_l
 
-The backward pass is the chain rule applied layer by layer::
+In code, ``weights[l]`` is ``W_l`` with shape (d_l, d_{l+1}), ``biases[l]`` is
+``b_l`` with shape (d_{l+1},), and ``cache.activations[l]`` is ``A_l`` with
+shape (n, d_l), for a batch of n examples and ``sizes = [d_0, ..., d_L]``.
+The loss is the classic half sum of squared errors, 0.5 * sum((A_L - y)**2).
 
-    delta_L = (a_L - y) * f'(a_L)                 # dLoss/dz_L, shape (n, d_L)
-    delta_l = (delta_{l+1} @ W_l.T) * f'(a_l)     # dLoss/dz_l, shape (n, d_l)
-    dW_l    = a_l.T @ delta_{l+1}                 # shape (d_l, d_{l+1})
+The backward pass is the chain rule applied layer by layer (chapter 2, "The
+deltas, layer by layer")::
 
-where each f' is computed from the activation a = f(z) that the forward pass
-cached (sigmoid: a(1 - a), tanh: 1 - a**2, relu: 1 if a > 0).
+    delta_L = (A_L - y) * f'(Z_L)                  # shape (n, d_L)
+    delta_l = (delta_{l+1} @ W_l.T) * f'(Z_l)      # shape (n, d_l)
+    dW_l    = A_l.T @ delta_{l+1}                  # shape (d_l, d_{l+1})
+
+where each f'(Z) is computed from the activation A = f(Z) that the forward
+pass cached (sigmoid: A(1 - A), tanh: 1 - A**2, relu: 1 if A > 0).
+:func:`train_seeds` trains the same network under several seeds at once
+(chapter 2, "Training").
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 from scipy.special import expit
+
+from companion._checks import check_array, check_choice, check_positive
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -45,8 +54,7 @@ ACTIVATIONS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.nd
 
 
 def _check_activation(name: str, role: str) -> None:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"MLP: unknown {role} {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    check_choice("MLP", role, name, sorted(ACTIVATIONS))
 
 
 @dataclass
@@ -60,7 +68,7 @@ class Cache:
 
 
 class MLP:
-    """A fully connected network trained by hand-written backprop.
+    """A fully connected network trained by hand-written backprop (chapter 2, "Training").
 
     Args:
         sizes: layer widths from input to output, e.g. ``[3, 4, 1]``.
@@ -80,8 +88,10 @@ class MLP:
         seed: int = 0,
     ) -> None:
         sizes = list(sizes)
-        if len(sizes) < 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in sizes):
+        if len(sizes) < 2:
             raise ValueError(f"MLP: expected at least two positive integer layer sizes, got {sizes}")
+        for size in sizes:
+            check_positive("MLP", "every layer size", size, integer=True)
         _check_activation(activation, "activation")
         _check_activation(output_activation, "output_activation")
         self.sizes = [int(s) for s in sizes]
@@ -110,10 +120,8 @@ class MLP:
 
     # -- the three steps ----------------------------------------------------
     def forward(self, X: np.ndarray) -> np.ndarray:
-        """(n, sizes[0]) -> (n, sizes[-1]); caches every layer's activation."""
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
-            raise ValueError(f"MLP.forward: expected X of shape (n, {self.sizes[0]}), got {X.shape}")
+        """(n, sizes[0]) -> (n, sizes[-1]); caches every layer's activation A_l (chapter 2, "Forward pass")."""
+        X = check_array("MLP.forward", "X", X, shape=(None, self.sizes[0]))
         return self._forward(X)
 
     def _forward(self, X: np.ndarray) -> np.ndarray:
@@ -136,7 +144,10 @@ class MLP:
         return 0.5 * float(np.sum((y_pred - y) ** 2))
 
     def backward(self, y: np.ndarray) -> list[np.ndarray]:
-        """Gradients of the loss for the last ``forward`` batch, aligned with ``params``."""
+        """Gradients of the loss for the last ``forward`` batch, aligned with ``params``.
+
+        Chapter 2, "The deltas, layer by layer".
+        """
         acts = self.cache.activations
         if not acts:
             raise RuntimeError("MLP.backward: call forward(X) first; there are no cached activations")
@@ -169,12 +180,9 @@ class MLP:
 
         Returns the mean absolute error before each iteration's update, shape (iterations,).
         """
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
-            raise ValueError(f"MLP.train: expected X of shape (n, {self.sizes[0]}), got {X.shape}")
+        X = check_array("MLP.train", "X", X, shape=(None, self.sizes[0]))
         y = self._check_targets(y, (len(X), self.sizes[-1]))
-        if iterations < 0:
-            raise ValueError(f"MLP.train: expected iterations >= 0, got {iterations}")
+        check_positive("MLP.train", "iterations", iterations, integer=True, allow_zero=True)
         # The loop is the hot path: inputs were checked once above, and the
         # outputs are stored and reduced to errors in one call afterwards.
         outputs = np.empty((iterations, *y.shape))
@@ -189,10 +197,74 @@ class MLP:
         return np.abs(outputs - y).mean(axis=(1, 2))
 
     def _check_targets(self, y: object, shape: tuple[int, ...]) -> np.ndarray:
-        try:
-            y = np.asarray(y, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"MLP: expected numeric targets y, got {type(y).__name__}") from err
-        if y.shape != tuple(shape):
-            raise ValueError(f"MLP: expected targets y of shape {tuple(shape)}, got {y.shape}")
-        return y
+        return check_array("MLP", "targets y", y, shape=shape)
+
+
+@dataclass
+class SeedRun:
+    """What :func:`train_seeds` returns: per-seed errors, saved activations, final weights.
+
+    ``errors``: (iterations, k), the mean absolute error before each update;
+    ``snapshots``: {iteration: [A_0, ..., A_L]}, each A_l of shape (k, n, d_l);
+    ``weights``: [W_0, ..., W_{L-1}], each (k, d_l, d_{l+1}), after training.
+    """
+
+    errors: np.ndarray
+    snapshots: dict[int, list[np.ndarray]]
+    weights: list[np.ndarray]
+    activations: list[tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]]
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        """Every seed's output for ``X`` (n, d_0): shape (k, n, d_L)."""
+        X = check_array("SeedRun.forward", "X", X, shape=(None, self.weights[0].shape[1]))
+        a = np.broadcast_to(X, (len(self.weights[0]), *X.shape))
+        for W, (f, _) in zip(self.weights, self.activations):
+            a = f(a @ W)
+        return a
+
+
+def train_seeds(sizes: Sequence[int], seeds: Sequence[int], X: np.ndarray, y: np.ndarray,
+                iterations: int, lr: float = 1.0, activation: str = "sigmoid",
+                snapshots: Sequence[int] = ()) -> SeedRun:
+    """Train ``MLP(sizes, activation, seed=s)`` (no biases) for every seed in one batched loop.
+
+    Chapter 2, "Training". Seed i starts from exactly the weights of
+    ``MLP(sizes, activation=activation, seed=seeds[i])`` and takes the same
+    full-batch steps; the k copies are stacked, weights (k, d_l, d_{l+1}), so
+    one ``np.matmul`` does every seed's layer at once and k seeds cost little
+    more than one (the arrays are tiny: per-call overhead dominates).
+
+    Args:
+        X: (n, sizes[0]); y: (n, sizes[-1]).
+        snapshots: iterations at which to keep every layer's activations.
+
+    Returns:
+        a :class:`SeedRun`: errors (iterations, k), the activations saved at
+        the iterations in ``snapshots``, and the trained weights.
+    """
+    nets = [MLP(sizes, activation=activation, seed=int(s)) for s in seeds]
+    if not nets:
+        raise ValueError("train_seeds: expected at least one seed, got none")
+    X = check_array("train_seeds", "X", X, shape=(None, nets[0].sizes[0]))
+    y = check_array("train_seeds", "y", y, shape=(len(X), nets[0].sizes[-1]))
+    check_positive("train_seeds", "iterations", iterations, integer=True, allow_zero=True)
+    check_positive("train_seeds", "lr", lr)
+    weights = [np.stack(Ws) for Ws in zip(*(net.weights for net in nets))]  # W_l: (k, d_l, d_{l+1})
+    fs = nets[0]._f
+    keep = set(int(t) for t in snapshots)
+    saved: dict[int, list[np.ndarray]] = {}
+    outputs = np.empty((iterations, len(nets), *y.shape))
+    for i in range(iterations):
+        acts = [np.broadcast_to(X, (len(nets), *X.shape))]
+        for W, (f, _) in zip(weights, fs):
+            acts.append(f(acts[-1] @ W))
+        outputs[i] = acts[-1]
+        if i in keep:
+            saved[i] = [a.copy() for a in acts]
+        delta = (acts[-1] - y) * fs[-1][1](acts[-1])
+        for l in range(len(weights) - 1, -1, -1):
+            grad = acts[l].transpose(0, 2, 1) @ delta
+            if l > 0:
+                delta = (delta @ weights[l].transpose(0, 2, 1)) * fs[l - 1][1](acts[l])
+            weights[l] -= lr * grad
+    return SeedRun(np.abs(outputs - y).mean(axis=(2, 3)), saved, weights, fs)

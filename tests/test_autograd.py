@@ -3,12 +3,13 @@
 import math
 import random
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from companion.autograd import Value
+from companion.autograd import Value, ValueMLP, draw_graph, graph_layout, squared_error, train_value_mlp
 
 finite = st.floats(min_value=-5, max_value=5, allow_nan=False)
 
@@ -140,3 +141,130 @@ def test_bad_exponent_and_log_domain():
         Value(-1.0).log()
     with pytest.raises(ZeroDivisionError):
         Value(1.0) / 0
+
+
+def test_backward_resets_while_torch_accumulates():
+    x, t = Value(1.5), torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    y, u = (x * x).tanh(), (t * t).tanh()
+    y.backward()
+    y.backward()
+    u.backward(retain_graph=True)
+    u.backward()
+    assert t.grad.item() == pytest.approx(2 * x.grad)
+
+
+def neuron():
+    x1, x2 = Value(2.0, label="x1"), Value(0.0, label="x2")
+    w1, w2 = Value(-3.0, label="w1"), Value(1.0, label="w2")
+    b = Value(6.88, label="b")
+    o = (x1 * w1 + x2 * w2 + b).tanh()
+    return o, (x1, w1, x2, w2, b)
+
+
+def test_graph_layout_is_layered_and_uncrossed():
+    o, leaves = neuron()
+    pos = graph_layout(o)
+    order = o.topological_order()
+    assert len(pos) == len(order)
+    assert pos[id(o)][0] == max(c for c, _ in pos.values())  # the output is rightmost
+    for node in order:
+        for parent in node._parents:
+            assert pos[id(parent)][0] == pos[id(node)][0] - 1  # a tree: each edge spans one column
+    assert [pos[id(v)][1] for v in leaves] == [0, 1, 2, 3, 4]  # inputs in operand order, one row each
+    for node in order:
+        if node._parents:
+            assert pos[id(node)][1] == pytest.approx(sum(pos[id(p)][1] for p in node._parents) / len(node._parents))
+
+
+def test_graph_layout_shared_node_and_long_chain():
+    a = Value(1.0)
+    y = a * a + a  # a is shared by two operations
+    pos = graph_layout(y)
+    assert pos[id(a)][0] == 0 and pos[id(y)][0] == 2
+    z = a
+    for _ in range(3000):  # no recursion limit
+        z = z * 1.0
+    assert graph_layout(z)[id(a)][0] == 0
+
+
+def test_draw_graph_shows_op_and_label_in_each_node():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    o, _ = neuron()
+    o.label = "o"
+    o.backward()
+    ax = draw_graph(o)
+    texts = [t.get_text() for t in ax.texts]
+    assert "o = tanh" in texts and "x1" in texts and texts.count("+") == 2 and texts.count("*") == 2
+    assert any("grad -1.5" in t for t in texts)
+    with pytest.raises(TypeError, match="expected a Value"):
+        draw_graph(3.0)
+
+
+def test_value_mlp_matches_torch_and_learns_xor():
+    model = ValueMLP([2, 3, 1], seed=4)
+    X, y = [[0, 0], [0, 1], [1, 0], [1, 1]], [[0], [1], [1], [0]]
+    loss = squared_error(model, X, y)
+    loss.backward()
+    params = model.parameters()
+    assert len(params) == 2 * 3 + 3 + 3 + 1
+    W0 = torch.tensor([[n.w[i].data for n in model.layers[0]] for i in range(2)], dtype=torch.float64, requires_grad=True)
+    b0 = torch.tensor([n.b.data for n in model.layers[0]], dtype=torch.float64, requires_grad=True)
+    W1 = torch.tensor([[n.w[i].data for n in model.layers[1]] for i in range(3)], dtype=torch.float64, requires_grad=True)
+    b1 = torch.tensor([n.b.data for n in model.layers[1]], dtype=torch.float64, requires_grad=True)
+    out = torch.sigmoid(torch.tanh(torch.tensor(X, dtype=torch.float64) @ W0 + b0) @ W1 + b1)
+    (0.5 * ((out - torch.tensor(y, dtype=torch.float64)) ** 2).sum()).backward()
+    assert loss.data == pytest.approx(0.5 * ((out - torch.tensor(y)) ** 2).sum().item())
+    expected = [g for n, (w, b) in enumerate(zip((W0, W1), (b0, b1)))
+                for j in range(w.shape[1]) for g in [*w.grad[:, j].tolist(), b.grad[j].item()]]
+    assert [p.grad for p in params] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    losses = train_value_mlp(ValueMLP([2, 4, 1], seed=0), X, y, steps=300, lr=1.0)
+    assert len(losses) == 300 and losses[-1] < 0.05 < losses[0]
+
+
+def test_train_value_mlp_takes_gradient_steps():
+    model = ValueMLP([2, 2, 1], seed=1)
+    X, y = [[0.5, -1.0]], [[1.0]]
+    before = [p.data for p in model.parameters()]
+    loss = squared_error(model, X, y)
+    loss.backward()
+    grads = [p.grad for p in model.parameters()]
+    train_value_mlp(model, X, y, steps=1, lr=0.1)
+    assert [p.data for p in model.parameters()] == pytest.approx([b - 0.1 * g for b, g in zip(before, grads)])
+
+
+def test_value_mlp_bad_input():
+    with pytest.raises(ValueError, match="activation"):
+        ValueMLP([2, 1], activation="softsign")
+    with pytest.raises(ValueError, match="at least two"):
+        ValueMLP([2])
+    with pytest.raises(ValueError, match="an example of 2 inputs, got 3"):
+        ValueMLP([2, 1])([1, 2, 3])
+    with pytest.raises(ValueError, match="lr"):
+        train_value_mlp(ValueMLP([2, 1]), [[0, 0]], [[0]], steps=1, lr=0)
+
+
+# -- the chapter's exercise checkers ------------------------------------------
+def test_power_and_exp_checkers_pass_right_and_name_wrong():
+    from companion.exercises import check
+
+    right = check("ch01-power", lambda x, k, up, earlier: earlier + k * x ** (k - 1) * up, include_hidden=True)
+    assert right.passed
+    no_upstream = check("ch01-power", lambda x, k, up, earlier: earlier + k * x ** (k - 1))
+    assert not no_upstream.passed and "out.grad" in no_upstream.message
+    overwrite = check("ch01-power", lambda x, k, up, earlier: k * x ** (k - 1) * up)
+    assert not overwrite.passed and "+=" in overwrite.message
+    wrong_rule = check("ch01-power", lambda x, k, up, earlier: earlier + k * x**k * up)
+    assert not wrong_rule.passed and "d(v^k)/dv" in wrong_rule.message
+    assert check("ch01-exp", lambda x, up, earlier: earlier + math.exp(x) * up, include_hidden=True).passed
+    assert not check("ch01-exp", lambda x, up, earlier: earlier + x * up).passed
+
+
+def test_derivative_checker_hidden_cases_are_drawn():
+    from companion.exercises import get
+
+    exercise = get("ch01-derivative")
+    a = [c.name for c in exercise.hidden_cases(np.random.default_rng(1))]
+    b = [c.name for c in exercise.hidden_cases(np.random.default_rng(2))]
+    assert a != b and not any(c.hidden for c in exercise.cases())

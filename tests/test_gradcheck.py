@@ -36,13 +36,28 @@ def test_check_gradient_passes_for_correct_and_fails_for_wrong():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match="h > 0"):
+    with pytest.raises(ValueError, match="the step h"):
         numerical_gradient(np.sum, np.ones(2), h=0)
     with pytest.raises(ValueError, match="non-empty"):
         numerical_gradient(np.sum, [])
-    with pytest.raises(TypeError, match="array of real numbers"):
+    with pytest.raises(TypeError, match="array of numbers"):
         numerical_gradient(np.sum, ["a", object()])
     with pytest.raises(ValueError, match=r"expected grad_f to return shape \(3,\), got \(2,\)"):
         check_gradient(np.sum, lambda v: v[:2], np.ones(3))
     with pytest.raises(ValueError, match="same shape"):
         relative_error(np.ones(2), np.ones(3))
+
+
+def test_relative_error_is_scale_free_and_floored():
+    a = np.array([1.0, 2e-3, 0.0])
+    b = a * (1 + 1e-6)
+    np.testing.assert_allclose(relative_error(a, b), [1e-6 / (1 + 1e-6)] * 2 + [0.0], rtol=1e-6)
+    np.testing.assert_allclose(relative_error(1e6 * a, 1e6 * b), relative_error(a, b), rtol=1e-9)
+    assert relative_error(0.0, 1e-13) == pytest.approx(0.1)  # the floor, 1e-12, keeps 0/0 away
+
+
+def test_step_size_matters():
+    # round-off: a tiny step is worse than the default; truncation: a large one too
+    f, x = lambda v: float(np.sum(np.sin(v))), np.array([1.0])
+    err = [abs(numerical_gradient(f, x, h)[0] - np.cos(1.0)) for h in (1e-12, 1e-6, 1e-1)]
+    assert err[1] < err[0] / 100 and err[1] < err[2] / 100

@@ -1,4 +1,11 @@
-"""Checkers for chapter 2's code exercises."""
+"""Checkers for chapter 2's code exercises.
+
+``ch02-bias-softmax-backward``: the backward pass of a two-layer network with
+bias vectors, a sigmoid hidden layer and a softmax output trained on the mean
+cross-entropy. Chapter 2 derives the sigmoid/squared-error case in index
+notation ("The deltas, layer by layer"); this one asks the student to carry
+the derivation to biases and to softmax with cross-entropy.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +13,66 @@ import numpy as np
 
 from ._core import Case, allclose, register
 
-
-def _xor_backward(X, y, W0, W1):
-    A1 = 1 / (1 + np.exp(-(X @ W0)))
-    A2 = 1 / (1 + np.exp(-(A1 @ W1)))
-    delta2 = (A2 - y) * A2 * (1 - A2)
+def _backward(X, Y, W0, b0, W1, b1):
+    """Gradients of mean_i(-sum_c Y_ic log softmax(Z2)_ic) for Z2 = sigmoid(X W0 + b0) W1 + b1."""
+    A1 = 1 / (1 + np.exp(-(X @ W0 + b0)))  # (n, h)
+    Z2 = A1 @ W1 + b1  # (n, c)
+    Z2 = Z2 - Z2.max(axis=1, keepdims=True)  # softmax is shift-invariant; this avoids overflow
+    P = np.exp(Z2) / np.exp(Z2).sum(axis=1, keepdims=True)
+    delta2 = (P - Y) / len(X)  # d loss / d Z2 of the *mean* loss
     delta1 = (delta2 @ W1.T) * A1 * (1 - A1)
-    return X.T @ delta1, A1.T @ delta2
+    return X.T @ delta1, delta1.sum(axis=0), A1.T @ delta2, delta2.sum(axis=0)
 
 
-def _case(name: str, n: int, d: int, h: int, seed: int, **extra) -> Case:
-    rng = np.random.default_rng(seed)
-    X = np.hstack([rng.integers(0, 2, size=(n, d - 1)).astype(float), np.ones((n, 1))])
-    y = rng.integers(0, 2, size=(n, 1)).astype(float)
-    W0, W1 = rng.uniform(-1, 1, size=(d, h)), rng.uniform(-1, 1, size=(h, 1))
-    return Case(name, (X, y, W0, W1), **extra)
+def _arrays(rng: np.random.Generator, n: int, d: int, h: int, c: int, scale: float = 1.0):
+    X = rng.normal(size=(n, d))
+    Y = np.eye(c)[rng.integers(0, c, size=n)]
+    W0, b0 = rng.normal(size=(d, h)), rng.normal(size=h)
+    W1, b1 = scale * rng.normal(size=(h, c)), scale * rng.normal(size=c)
+    return X, Y, W0, b0, W1, b1
+
+
+def _case(name: str, n: int, d: int, h: int, c: int, seed: int, scale: float = 1.0, hint: str = "") -> Case:
+    return Case(name, _arrays(np.random.default_rng(seed), n, d, h, c, scale), hint=hint)
 
 
 def _cases() -> list[Case]:
     return [
-        _case("XOR, 4 hidden units", 4, 3, 4, seed=0,
-              hint="return (dW0, dW1) in that order, with the shapes of W0 and W1"),
-        _case("XOR, 2 hidden units", 4, 3, 2, seed=1),
-        _case("8 examples, 6 hidden units", 8, 3, 6, seed=2,
-              hint="sum over the batch with a matrix product (X.T @ delta1); do not average"),
-        _case("a single example", 1, 3, 4, seed=3, hidden=True),
-        _case("5 inputs, 16 examples, 3 hidden units", 16, 5, 3, seed=4, hidden=True),
+        _case("4 examples, 3 inputs, 5 hidden, 3 classes", 4, 3, 5, 3, seed=0,
+              hint="return (dW0, db0, dW1, db1), each with its parameter's shape"),
+        _case("8 examples: the loss is the mean over the batch", 8, 2, 4, 2, seed=1,
+              hint="the mean over n examples puts a 1/n in delta2 = (P - Y) / n"),
+        _case("a single example", 1, 3, 4, 5, seed=2,
+              hint="db is delta summed over the batch axis: delta.sum(axis=0), shape (h,) or (c,)"),
+        _case("large logits (softmax must not overflow)", 6, 3, 4, 4, seed=3, scale=400.0,
+              hint="subtract each row's max logit before exp: softmax does not change"),
     ]
 
 
+def _hidden(rng: np.random.Generator) -> list[Case]:
+    cases = []
+    for _ in range(4):
+        n, d, h, c = (int(v) for v in rng.integers([1, 1, 1, 2], [20, 8, 10, 11]))
+        scale = float(rng.choice([0.1, 1.0, 300.0]))
+        cases.append(Case(f"{n} examples, {d} inputs, {h} hidden, {c} classes",
+                          _arrays(rng, n, d, h, c, scale)))
+    return cases
+
+
+_close = allclose(rtol=1e-7, atol=1e-10)
+
+
+def _compare(expected, received) -> bool:
+    """Close to the reference, and in float64 (the precision a gradient check needs)."""
+    return _close(expected, received) and all(
+        getattr(r, "dtype", None) == np.float64 for r in received)
+
+
 register(
-    "ch02-xor-backward",
-    reference=_xor_backward,
+    "ch02-bias-softmax-backward",
+    reference=_backward,
     cases=_cases,
-    compare=allclose(rtol=1e-7, atol=1e-10),
-    hint="delta2 = (A2 - y) * A2 * (1 - A2); delta1 = (delta2 @ W1.T) * A1 * (1 - A1)",
+    hidden=_hidden,
+    compare=_compare,
+    hint="delta2 = (softmax(Z2) - Y) / n; delta1 = (delta2 @ W1.T) * A1 * (1 - A1); db = delta.sum(axis=0)",
 )
