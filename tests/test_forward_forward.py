@@ -276,3 +276,24 @@ def test_ch07_checker_accepts_the_reference_and_explains_a_wrong_answer():
     assert check("ch07-ff-loss", literal).passed
     graded = check("ch07-ff-loss", literal, include_hidden=True)
     assert not graded.passed and "softplus" in graded.message
+
+
+def test_digits_hard_moves_each_image_by_at_most_shift_pixels():
+    from companion.data import digits, digits_hard
+
+    plain, hard = digits(seed=3), digits_hard(shift=1, seed=3)
+    for a, b in zip(plain[2:], hard[2:]):
+        assert torch.equal(a, b)  # same split, same labels
+    for X, H in [(plain[0], hard[0]), (plain[1], hard[1])]:
+        assert H.shape == X.shape and H.dtype == torch.float32
+        images, moved = X.reshape(-1, 8, 8), H.reshape(-1, 8, 8)
+        padded = torch.nn.functional.pad(images, (1, 1, 1, 1))
+        candidates = torch.stack([padded[:, 1 - dy:9 - dy, 1 - dx:9 - dx]
+                                  for dy in (-1, 0, 1) for dx in (-1, 0, 1)], 1)  # (n, 9, 8, 8)
+        match = (candidates == moved[:, None]).flatten(2).all(2)
+        assert match.any(1).all()  # every image is its original under one of the 9 offsets
+        offset = match.float().argmax(1)
+        assert 0.05 < (offset == 4).float().mean() < 0.2  # about 1 in 9 stays in place
+    assert all(torch.equal(a, b) for a, b in zip(digits(seed=3), digits_hard(shift=0, seed=3)))
+    with pytest.raises(ValueError, match="shift to be an int in 0..3"):
+        digits_hard(shift=5)
