@@ -198,13 +198,18 @@ def test_ch08_checker_accepts_the_reference_and_explains_a_wrong_answer():
     assert not result.passed
     assert "three values" in result.message and "expected" in result.message and "Hint" in result.message
 
-    def no_ties(f):  # right on distinct values, wrong on ties: only the hidden case catches it
+    def no_ties(f):  # right on distinct values, wrong on ties: a visible case catches it
         f = np.asarray(f, dtype=float)
         return np.argsort(np.argsort(f)) / (f.size - 1) - 0.5
 
-    assert check("ch08-centered-ranks", no_ties).passed
-    graded = check("ch08-centered-ranks", no_ties, include_hidden=True)
-    assert not graded.passed and "ties share their average rank" in graded.message
+    result = check("ch08-centered-ranks", no_ties)
+    assert not result.passed and "ties share their average rank" in result.message
+    assert "argsort" in result.message
+    from companion.exercises._core import get
+
+    drawn = get("ch08-centered-ranks").hidden_cases(np.random.default_rng(1))
+    assert len(drawn) >= 4
+    assert any(len(np.unique(c.args[0])) < len(c.args[0]) for c in drawn)  # draws include ties
 
 
 def test_gym_chunk_evaluation_matches_one_by_one_and_reports_cpu_time():

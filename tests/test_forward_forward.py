@@ -270,12 +270,33 @@ def test_ch07_checker_accepts_the_reference_and_explains_a_wrong_answer():
     result = check("ch07-ff-loss", mean_of_squares)
     assert not result.passed and "expected" in result.message and "sum of squared" in result.message.lower()
 
-    def literal(h_pos, h_neg, theta):  # right on small goodness, inf on large: only the hidden case catches it
+    def literal(h_pos, h_neg, theta):  # right on small goodness, inf on large: a visible case catches it
         return ff.logistic_loss(ff.goodness(h_pos), ff.goodness(h_neg), theta)
 
-    assert check("ch07-ff-loss", literal).passed
-    graded = check("ch07-ff-loss", literal, include_hidden=True)
-    assert not graded.passed and "softplus" in graded.message
+    result = check("ch07-ff-loss", literal)
+    assert not result.passed and "softplus" in result.message and "large goodness" in result.message
+
+    def log1p_exp(h_pos, h_neg, theta):  # the log(1 + exp(z)) convention: overflows the same way
+        g_pos, g_neg = ff.goodness(h_pos), ff.goodness(h_neg)
+        z = torch.cat([theta - g_pos, g_neg - theta])
+        return torch.log(1 + torch.exp(z)).mean()
+
+    assert not check("ch07-ff-loss", log1p_exp).passed
+
+    def mean_of_sums(h_pos, h_neg, theta):  # averages the two means: wrong when n != m
+        g_pos, g_neg = ff.goodness(h_pos), ff.goodness(h_neg)
+        return (F.softplus(theta - g_pos).mean() + F.softplus(g_neg - theta).mean()) / 2
+
+    result = check("ch07-ff-loss", mean_of_sums)
+    assert not result.passed and "3 positives but 5 negatives" in result.message
+    hidden = ff_exercise_hidden(np.random.default_rng(5))
+    assert len(hidden) >= 5 and len({c.name for c in hidden}) == len(hidden)
+
+
+def ff_exercise_hidden(rng):
+    from companion.exercises._core import get
+
+    return get("ch07-ff-loss").hidden_cases(rng)
 
 
 def test_digits_hard_moves_each_image_by_at_most_shift_pixels():

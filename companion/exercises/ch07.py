@@ -32,16 +32,29 @@ def _cases() -> list[Case]:
         _case("8 units, theta 6", 6, 6, 8, 6.0, 1.0, seed=1),
         _case("3 positives but 5 negatives", 3, 5, 4, 3.0, 1.0, seed=2,
               hint="average over all n + m examples together: concatenate the two sets of terms, then take the mean"),
-        _case("large goodness (about 400), theta 10", 5, 5, 10, 10.0, 8.0, seed=3, hidden=True,
-              hint="-log(sigmoid(z)) overflows when sigmoid rounds to 0 or 1: write it as softplus(-z)"),
-        _case("a single example each, theta 0.5", 1, 1, 3, 0.5, 1.0, seed=4, hidden=True),
+        _case("large goodness (about 400), theta 10", 5, 5, 10, 10.0, 8.0, seed=3,
+              hint="-log(sigmoid(z)) overflows when sigmoid rounds to 0 or 1, and so does "
+                   "log(1 + exp(z)) once exp(z) overflows: use F.softplus, which is stable"),
+        _case("a single example each, theta 0.5", 1, 1, 3, 0.5, 1.0, seed=4),
     ]
+
+
+def _hidden(rng) -> list[Case]:
+    """Fresh shapes, thresholds and scales (up to goodness in the thousands), drawn at grading."""
+    cases = []
+    for i in range(6):
+        n, m, d = (int(v) for v in rng.integers(1, 12, 3))
+        theta, scale = float(rng.uniform(0.1, 50)), float(rng.choice([0.5, 1.0, 5.0, 20.0]))
+        cases.append(_case(f"drawn case {i + 1}: n={n}, m={m}, d={d}", n, m, d, theta, scale,
+                           seed=int(rng.integers(2**31))))
+    return cases
 
 
 register(
     "ch07-ff-loss",
     reference=_ff_loss,
     cases=_cases,
+    hidden=_hidden,
     compare=isclose_scalar(rtol=1e-6, atol=1e-9),
     hint="g = (h**2).sum(1); the loss is the mean of softplus(theta - g_pos) and softplus(g_neg - theta) over all examples",
 )

@@ -22,17 +22,30 @@ def _cases() -> list[Case]:
         Case("huge and tiny values", (np.array([1e9, -1e-9, 0.0, 7.0]),),
              hint="only the order of the fitness matters, not its scale"),
         Case("twenty random values", (rng.standard_normal(20),)),
-        Case("ties share their average rank", (np.array([1.0, 2.0, 2.0, 3.0]),), hidden=True,
-             hint="tied values get the mean of the ranks they occupy (scipy.stats.rankdata does this)"),
-        Case("two values", (np.array([5.0, -5.0]),), hidden=True),
-        Case("a list, not an array", ([0.3, 0.1, 0.2],), hidden=True),
+        Case("ties share their average rank", (np.array([1.0, 2.0, 2.0, 3.0]),),
+             hint="tied values get the mean of the ranks they occupy (scipy.stats.rankdata does "
+                  "this; argsort of argsort gives ties different ranks)"),
+        Case("two values", (np.array([5.0, -5.0]),)),
+        Case("a list, not an array", ([0.3, 0.1, 0.2],)),
     ]
+
+
+def _hidden(rng) -> list[Case]:
+    """Fresh populations drawn at grading: continuous values, and returns with many ties."""
+    cases = []
+    for i in range(4):
+        n = int(rng.integers(2, 60))
+        cases.append(Case(f"drawn fitness {i + 1} ({n} values)", (rng.normal(0, 10, n),)))
+        cases.append(Case(f"drawn CartPole-like returns {i + 1} ({n} values, ties)",
+                          (rng.choice([9.0, 10.0, 200.0, 500.0], n),)))
+    return cases
 
 
 register(
     "ch08-centered-ranks",
     reference=_centered_ranks,
     cases=_cases,
+    hidden=_hidden,
     compare=allclose(rtol=1e-9, atol=1e-12),
     hint="rank the fitness from 0 (worst) to n - 1 (best), divide by n - 1 and subtract 0.5",
 )
