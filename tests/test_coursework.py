@@ -1,17 +1,19 @@
-"""Student notebooks and the autograder (companion.coursework)."""
+"""Student notebooks, the checker core and the grader's pieces that need no kernel (companion.coursework)."""
 
-import csv
+import math
+import os
 import time
 
 import jupytext
 import nbformat
+import numpy as np
 import pytest
 
-from companion.coursework import (
-    METADATA_KEY, GATE_END, GATE_START, exercises_checked, grade, skeleton, student_notebook,
-    write_student_notebooks,
-)
-from companion.exercises import EXERCISES, all_exercises, check
+from companion.coursework import (GATE_END, GATE_START, METADATA_KEY, discover, exercises_checked, hidden_seed,
+                                  skeleton, student_notebook, write_student_notebooks)
+from companion.coursework import wire
+from companion.exercises import Case, allclose, all_exercises, check, diagnose, get, judge
+from companion.exercises._core import Exercise, Outcome, call
 from companion.toc import chapters
 
 CHAPTERS = chapters()
@@ -64,7 +66,7 @@ def test_student_notebook_has_no_solutions_or_hidden_checks(chapter):
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
 def test_reference_solutions_pass_and_skeletons_score_zero(chapter):
-    """Run the set-up cell and each reference solution (or its skeleton), then every checker, hidden cases too."""
+    """Run the set-up cell and each reference solution (or its skeleton), then every checker."""
     nb, setup, solutions = solution_cells(chapter)
     exercises = exercises_checked(nb)
     assert exercises and all(e in all_exercises() for e in exercises)
@@ -77,73 +79,152 @@ def test_reference_solutions_pass_and_skeletons_score_zero(chapter):
     for exercise_id, name in exercises.items():
         result = check(exercise_id, reference[name], include_hidden=True)
         assert result.passed, result.message
-        assert any(c.hidden for c in EXERCISES[exercise_id].cases()), f"{exercise_id} has no hidden case"
-        untouched = check(exercise_id, student[name], include_hidden=True)
+        assert get(exercise_id).hidden_cases(np.random.default_rng(1)), f"{exercise_id} has no hidden case"
+        untouched = check(exercise_id, student[name])
         assert not untouched.passed and "not implemented yet" in untouched.message
 
 
-def _submission(path, *sources, metadata=True):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
-    if metadata:
-        nb.metadata[METADATA_KEY] = {"chapter": "01-chain-rule", "exercises": {"ch01-derivative": "derivative"}}
-    nbformat.write(nb, path)
-    return path
+# -- the checker core ---------------------------------------------------------------
+def _ref(x):
+    return 2.0 * np.asarray(x)
 
 
-GOOD = "def derivative(f, x, h=1e-5):\n    if not h > 0:\n        raise ValueError(h)\n    return (f(x + h) - f(x - h)) / (2 * h)\n"
+EXERCISE = Exercise("test-double", _ref, lambda: [Case("twice a vector", (np.arange(1.0, 4.0),))],
+                    allclose(), "multiply by two",
+                    hidden=lambda rng: [Case("a drawn vector", (rng.normal(size=5),)), Case("a drawn scalar", (1.5,))])
 
 
-def test_grader_reports_every_broken_submission_and_keeps_going(tmp_path):
-    subs = tmp_path / "subs"
-    subs.mkdir()
-    files = [
-        _submission(subs / "good.ipynb", "import math", GOOD),
-        _submission(subs / "skeleton.ipynb", skeleton(GOOD)),
-        _submission(subs / "syntax.ipynb", "def derivative(f, x, h=1e-5)\n    return 0"),
-        _submission(subs / "exception.ipynb", "raise RuntimeError('oops')", GOOD),
-        _submission(subs / "slow_cell.ipynb", "while True:\n    pass", GOOD),
-        _submission(subs / "slow_function.ipynb", "def derivative(f, x, h=1e-5):\n    while True:\n        pass"),
-        _submission(subs / "deleted.ipynb", "x = 1"),
-        _submission(subs / "tamper.ipynb", "def derivative(f, x, h=1e-5):\n    return 0",
-                    "import companion.exercises as E\nE.check = lambda *a, **k: True\nE._core.check = E.check\n"
-                    "E.EXERCISES.clear()\ndef check(*a, **k):\n    return 'all cases passed'"),
-        _submission(subs / "no_metadata.ipynb", GOOD, metadata=False),
-    ]
-    (subs / "not_a_notebook.ipynb").write_text("this is not JSON")
-    files.append(subs / "not_a_notebook.ipynb")
-    results = grade(files, tmp_path / "grades", jobs=2, cell_timeout=4, check_timeout=4, notebook_timeout=60)
-    by_student = {s.student: {r.exercise: r for r in s.rows} for s in results}
-    assert len(by_student) == len(files)
+def test_check_runs_visible_cases_and_counts_the_hidden_ones(monkeypatch):
+    from companion.exercises import _core
 
-    def exercise(student):
-        return by_student[student]["ch01-derivative"]
-
-    assert exercise("good").passed and by_student["good"]["(notebook)"].passed
-    assert not exercise("skeleton").passed and "not implemented yet" in exercise("skeleton").message
-    assert not exercise("syntax").passed and "SyntaxError" in by_student["syntax"]["(notebook)"].message
-    assert exercise("exception").passed and "RuntimeError: oops" in by_student["exception"]["(notebook)"].message
-    assert exercise("slow_cell").passed and "timed out" in by_student["slow_cell"]["(notebook)"].message
-    assert not exercise("slow_function").passed and "did not finish" in exercise("slow_function").message
-    assert not exercise("deleted").passed and "not defined" in exercise("deleted").message
-    assert not exercise("tamper").passed and "expected 12" in exercise("tamper").message
-    for broken in ("no_metadata", "not_a_notebook"):
-        row = by_student[broken]["(notebook)"]
-        assert not row.passed and "cannot read" in row.message
-
-    with open(tmp_path / "grades" / "summary.csv") as f:
-        summary = {row["student"]: row for row in csv.DictReader(f)}
-    assert summary["good"]["score"] == "1.00" and summary["tamper"]["score"] == "0.00"
-    with open(tmp_path / "grades" / "grades.csv") as f:
-        assert {"student", "exercise", "passed", "message"} <= set(csv.DictReader(f).fieldnames)
+    monkeypatch.setitem(_core.EXERCISES, "test-double", EXERCISE)
+    result = check("test-double", lambda x: 2 * np.asarray(x))
+    assert result.passed and len(result.results) == 1
+    assert "2 more hidden cases will run when your notebook is graded" in result.message
+    practice = check("test-double", lambda x: 2 * np.asarray(x), include_hidden=True)
+    assert len(practice.results) == 3
 
 
-def test_untouched_student_chapter_grades_zero_end_to_end(tmp_path):
-    """The whole chapter-1 student notebook runs in the grader; its exercise scores zero, no grader error."""
-    path = tmp_path / "alice" / "01-chain-rule.ipynb"
-    path.parent.mkdir()
-    nbformat.write(student_notebook(CHAPTERS[1 - 1]), path)
-    (sub,) = grade([path], tmp_path / "grades", cell_timeout=120)
-    rows = {r.exercise: r for r in sub.rows}
-    assert sub.student == "alice"
-    assert rows["(notebook)"].passed, rows["(notebook)"].message
-    assert not rows["ch01-derivative"].passed and "not implemented yet" in rows["ch01-derivative"].message
+def test_a_hidden_failure_never_shows_the_expected_value():
+    case = Case("a drawn vector", (np.array([0.123456, 7.654321]),))
+    expected = call(EXERCISE.reference, case)
+    wrong = Outcome("returned", np.array([0.5, 0.5]))
+    message = judge(EXERCISE, case, expected, wrong, hidden=True).message
+    assert "0.2469" not in message and "15.30" not in message and "0.1234" not in message
+    assert "differs from the reference" in message and "multiply by two" in message
+    visible = judge(EXERCISE, case, expected, wrong, hidden=False).message
+    assert "0.2469" in visible
+
+
+@pytest.mark.parametrize("received, words", [
+    (lambda e: -e, "sign is flipped"),
+    (lambda e: e / 4, "constant factor of 0.25"),
+    (lambda e: e.T, "transposed"),
+    (lambda e: e[::-1], "reverse order"),
+    (lambda e: e.astype(np.float32), "dtype float32 instead of float64"),
+    (lambda e: e.reshape(-1), "wrong shape"),
+])
+def test_diagnose_names_the_common_bugs(received, words):
+    expected = np.arange(1.0, 7.0).reshape(3, 2) ** 1.5
+    got = received(expected)
+    if words.startswith("dtype"):
+        got = got + 0.01
+    assert words in diagnose(expected, got)
+
+
+def test_diagnose_sees_swapped_outputs_and_a_missing_tensor():
+    a, b = np.ones((2, 2)), np.zeros((2, 1))
+    assert "reverse order" in diagnose((a, b), (b, a))
+    torch = pytest.importorskip("torch")
+    assert "torch tensor is expected" in diagnose(torch.ones(3), np.zeros(3))
+
+
+def test_legacy_hidden_cases_still_run_only_at_grading():
+    legacy = Exercise("test-legacy", math.sqrt, lambda: [Case("4", (4.0,)), Case("9", (9.0,), hidden=True)])
+    assert [c.name for c in legacy.visible_cases()] == ["4"]
+    assert [(c.name, hidden) for c, hidden in legacy.grading_cases(np.random.default_rng(0))] == \
+        [("4", False), ("9", True)]
+
+
+def test_hidden_seeds_depend_on_the_secret_and_the_exercise():
+    a = hidden_seed(b"secret one, long enough", "ch01-derivative")
+    assert a == hidden_seed(b"secret one, long enough", "ch01-derivative")
+    assert a != hidden_seed(b"secret two, long enough", "ch01-derivative")
+    assert a != hidden_seed(b"secret one, long enough", "ch02-xor-backward")
+
+
+# -- outcomes as plain data ---------------------------------------------------------
+def _roundtrip(tmp_path, value):
+    wire.write_outcome(str(tmp_path / "case"), {"kind": "returned"}, value)
+    fd = wire.open_folder(str(tmp_path), "case")
+    try:
+        return wire.read_outcome(fd)["value"]
+    finally:
+        os.close(fd)
+
+
+def test_outcomes_travel_as_plain_data(tmp_path):
+    torch = pytest.importorskip("torch")
+    value = (1, 2.5, float("nan"), True, None, "text", [np.arange(3)], {"w": torch.ones(2, dtype=torch.float64)},
+             np.float32(1.5))
+    got = _roundtrip(tmp_path, value)
+    assert got[:2] == (1, 2.5) and math.isnan(got[2]) and got[3:6] == (True, None, "text")
+    assert np.array_equal(got[6][0], np.arange(3))
+    assert isinstance(got[7]["w"], torch.Tensor) and got[7]["w"].dtype == torch.float64
+    assert got[8] == np.float32(1.5) and got[8].dtype == np.float32
+
+
+def test_objects_do_not_survive_the_trip(tmp_path):
+    class Sneaky(float):
+        def __eq__(self, other):
+            return True
+
+    class Anything:
+        def __eq__(self, other):
+            return True
+
+    got = _roundtrip(tmp_path, (Sneaky(3.0), Anything()))
+    assert type(got[0]) is float and got[0] == 3.0
+    assert isinstance(got[1], wire.Unsupported) and got[1] != 1
+
+
+def test_the_reader_refuses_links_pickles_and_huge_files(tmp_path):
+    folder = tmp_path / "case"
+    wire.write_outcome(str(folder), {"kind": "returned"}, np.arange(3))
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not read me")
+    (folder / "arr-0.npy").unlink()
+    (folder / "arr-0.npy").symlink_to(secret)
+    fd = wire.open_folder(str(tmp_path), "case")
+    with pytest.raises(wire.WireError, match="cannot open"):
+        wire.read_outcome(fd)
+    os.close(fd)
+    (folder / "arr-0.npy").unlink()
+    np.save(folder / "arr-0.npy", np.array([object()], dtype=object), allow_pickle=True)
+    fd = wire.open_folder(str(tmp_path), "case")
+    with pytest.raises(wire.WireError, match="not a plain .npy"):
+        wire.read_outcome(fd)
+    os.close(fd)
+    (tmp_path / "linked").symlink_to(folder)
+    with pytest.raises(wire.WireError):
+        wire.open_folder(str(tmp_path), "linked")
+
+
+# -- identity -----------------------------------------------------------------------
+def test_identity_comes_from_the_path(tmp_path):
+    files = ["section1/alice.ipynb", "section2/alice.ipynb", "bob/02-xor-backprop.ipynb", "02-xor-backprop.ipynb",
+             "carol/notes.py", ".ipynb_checkpoints/x-checkpoint.ipynb", "dan/.ipynb_checkpoints/dan-checkpoint.ipynb",
+             "dan/dan.ipynb", ".DS_Store"]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    entries = {e.file: e for e in discover([tmp_path], {"01-chain-rule", "02-xor-backprop"})}
+    assert set(entries) == {"section1/alice.ipynb", "section2/alice.ipynb", "bob/02-xor-backprop.ipynb",
+                            "02-xor-backprop.ipynb", "carol/notes.py", "dan/dan.ipynb"}
+    assert entries["section1/alice.ipynb"].student == "section1/alice"
+    assert entries["section2/alice.ipynb"].student == "section2/alice"
+    assert entries["bob/02-xor-backprop.ipynb"].student == "bob"
+    assert entries["bob/02-xor-backprop.ipynb"].chapter == "02-xor-backprop"
+    assert entries["dan/dan.ipynb"].student == "dan/dan"
+    assert "names no student" in entries["02-xor-backprop.ipynb"].problems[0]
+    assert not entries["carol/notes.py"].notebook and "not a notebook (.py)" in entries["carol/notes.py"].problems[0]

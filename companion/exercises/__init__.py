@@ -11,8 +11,8 @@ cheap: the chapters' checkers may import torch, this package does not.
 
 from __future__ import annotations
 
-from ._core import (EXERCISES, Case, CheckResult, all_exercises, allclose, check, get,
-                    isclose_scalar, register)
+from ._core import (EXERCISES, Case, CheckResult, Outcome, all_exercises, allclose, check,
+                    diagnose, get, isclose_scalar, judge, load_checkers, register)
 
-__all__ = ["EXERCISES", "Case", "CheckResult", "all_exercises", "allclose", "check", "get",
-           "isclose_scalar", "register"]
+__all__ = ["EXERCISES", "Case", "CheckResult", "Outcome", "all_exercises", "allclose", "check",
+           "diagnose", "get", "isclose_scalar", "judge", "load_checkers", "register"]
