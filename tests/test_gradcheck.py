@@ -61,3 +61,25 @@ def test_step_size_matters():
     f, x = lambda v: float(np.sum(np.sin(v))), np.array([1.0])
     err = [abs(numerical_gradient(f, x, h)[0] - np.cos(1.0)) for h in (1e-12, 1e-6, 1e-1)]
     assert err[1] < err[0] / 100 and err[1] < err[2] / 100
+
+
+def test_relative_error_is_symmetric_and_bounded_by_one():
+    a, b = np.array([0.0, 1.0, -2.0]), np.array([1.0, 0.0, 2.0])
+    np.testing.assert_array_equal(relative_error(a, b), relative_error(b, a))
+    np.testing.assert_allclose(relative_error(a, b), [1.0, 1.0, 2.0])  # |a - b| / max(|a|, |b|)
+
+
+def test_numerical_gradient_perturbs_one_entry_at_a_time():
+    x = np.array([0.3, -0.7, 1.1, 0.5])
+    w = np.array([1.0, 2.0, -1.5, 0.5])
+    seen = []
+
+    def f(v):
+        seen.append(v.copy())
+        return float(np.exp(v @ w))
+
+    grad = numerical_gradient(f, x, h=1e-6)
+    for v in seen:  # every evaluation moves exactly one entry, by h, from x itself
+        moved = np.flatnonzero(v != x)
+        assert len(moved) == 1 and abs(abs(v - x)[moved[0]] - 1e-6) < 1e-15
+    np.testing.assert_allclose(grad, w * np.exp(x @ w), rtol=1e-8)
