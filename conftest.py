@@ -99,7 +99,7 @@ def _store(chapter: Path, result: dict, root: Path) -> None:
         from companion import export
 
         nb = nbformat.reads(result["notebook"], as_version=4)
-        export.store_executed(chapter, nb, result["wall"], root=root)
+        export.store_executed(chapter, nb, result["wall"], root=root, cpu_seconds=result["cpu"])
     except Exception as err:  # noqa: BLE001
         warnings.warn(f"{chapter.name}: executed, but not kept in the execution cache: {err}", stacklevel=1)
 
@@ -149,18 +149,40 @@ _EXECUTIONS = pytest.StashKey[Executions]()
 
 @pytest.fixture(scope="session")
 def chapter_run(request):
-    """``chapter_run(path)`` -> the chapter's execution in this session (executed now if no test ran it yet).
+    """``chapter_run(path)`` -> the chapter's one execution, for tests that use its outputs.
 
-    A dict: ``cells`` (one report per code cell), ``problem``, ``notebook``
-    (the executed .ipynb as text), ``wall`` and ``cpu`` seconds.
+    The run of this session when the chapter's cells are among the tests;
+    otherwise the book's cached run (``pytest tests/test_notebooks.py`` after
+    a test run or a build), else the chapter is executed now. A dict:
+    ``cells`` (one report per code cell), ``problem``, ``notebook`` (the
+    executed .ipynb as text), ``wall`` and ``cpu`` seconds.
     """
     executions: Executions = request.config.stash[_EXECUTIONS]
     from companion.toc import chapters
 
-    every = [c.resolve() for c in chapters(request.config.rootpath)]
-    if every:
-        executions.start(every[0], every)
-    return lambda chapter: executions.result(Path(chapter).resolve())
+    root = request.config.rootpath
+    every = [c.resolve() for c in chapters(root)]
+    cached: dict[Path, dict] = {}
+    try:
+        import nbformat
+
+        from companion import export
+
+        export.fresh_cache(root)
+        for chapter in every:
+            if chapter not in executions.chapters:
+                nb, data = export.cached_chapter(chapter, root)
+                if nb is not None:
+                    n_code = sum(c.cell_type == "code" for c in nb.cells)
+                    cached[chapter] = {"cells": [{"status": "ok", "seconds": 0.0, "error": None}] * n_code,
+                                       "problem": None, "notebook": nbformat.writes(nb),
+                                       "wall": data.get("execution_seconds") or 0.0, "cpu": data.get("cpu_seconds") or 0.0}
+    except ImportError:
+        pass
+    to_run = [c for c in every if c not in cached]
+    if to_run:
+        executions.start(to_run[0], to_run)
+    return lambda chapter: cached.get(Path(chapter).resolve()) or executions.result(Path(chapter).resolve())
 
 
 def pytest_collect_file(file_path: Path, parent):

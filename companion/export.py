@@ -356,11 +356,19 @@ class _Converter:
         """Convert one Markdown cell (directives, targets, comments, roles)."""
         lines = text.splitlines()
         out: list[str] = []
+        prose: list[str] = []   # consecutive lines of prose: a role may span a line break
+
+        def flush() -> None:
+            if prose:
+                out.extend(self.inline("\n".join(prose)).split("\n"))
+                prose.clear()
+
         i = 0
         while i < len(lines):
             line = lines[i]
             fence = re.match(r"^(?P<indent>\s*)(?P<fence>`{3,}|:{3,})(?P<info>.*)$", line)
             if fence:
+                flush()
                 mark = fence["fence"]
                 close = re.compile(rf"^\s*{re.escape(mark[0])}{{{len(mark)},}}\s*$")
                 j = i + 1
@@ -377,14 +385,14 @@ class _Converter:
                 continue
             target = _LABEL_LINE.match(line)
             if target:
+                flush()
                 out.append(f'<a id="{target["label"]}"></a>')
-            elif re.match(r"^%", line):
-                pass  # a MyST comment
-            elif line.strip() == "+++" or re.match(r"^\+\+\+\s*\{", line):
-                pass  # a cell break
+            elif re.match(r"^%", line) or line.strip() == "+++" or re.match(r"^\+\+\+\s*\{", line):
+                flush()   # a MyST comment, or a cell break
             else:
-                out.append(self.inline(line))
+                prose.append(line)
             i += 1
+        flush()
         return "\n".join(out).strip("\n")
 
     @staticmethod
@@ -620,10 +628,12 @@ def reader_notebook(
 
     cells = [install_cell(requirement or install_source(book=book))]
     page_url = f"{book.url}book/{chapter.stem}.html"
+    heading = re.search(r"^# (.+)$", next((c.source for c in source_nb.cells if c.cell_type == "markdown"), ""), re.M)
+    title = heading.group(1).strip() if heading else chapter.stem
     how = ("Write your code where a function raises `NotImplementedError`, then run the `check(...)` cell after it."
            if student else "Run the cells from the top.")
     cells.append(nbformat.v4.new_markdown_cell(
-        f"*{'Student version of' if student else 'A notebook of'} [{chapter.stem}]({page_url}), from the course "
+        f"*{'The student version of' if student else 'A notebook of'} the chapter [{title}]({page_url}) of the course "
         f"[Beyond Backprop]({book.url}); the numbers in the text are those of the book's own run. {how}*"
     ))
 
@@ -880,10 +890,14 @@ def cache_dir(root: Path = ROOT) -> Path:
 
 
 def fingerprint(root: Path = ROOT) -> str:
-    """A hash of everything a chapter's results depend on besides its own cells."""
+    """A hash of everything a chapter's results depend on besides its own cells.
+
+    The companion package's files (code and the checkpoints it ships), the
+    pinned requirements, and any checkpoint a chapter reads from book/.
+    """
     digest = hashlib.sha256()
-    files = sorted((root / "companion").rglob("*.py")) + sorted(root.glob("requirements*.txt"))
-    files += sorted((root / "book").glob("checkpoints/*"))
+    package = [p for p in (root / "companion").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    files = sorted(package) + sorted(root.glob("requirements*.txt")) + sorted((root / "book").glob("checkpoints/*"))
     for path in files:
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
@@ -921,14 +935,16 @@ def cached_chapter(chapter: Path, root: Path = ROOT):
     return cache.get_cache_bundle(record.pk).nb, record.data
 
 
-def store_executed(chapter: Path, executed, seconds: float, env: dict | None = None, root: Path = ROOT) -> None:
-    """Put an executed chapter in the book's cache, as the build's own execution would."""
+def store_executed(chapter: Path, executed, seconds: float, env: dict | None = None, root: Path = ROOT,
+                   cpu_seconds: float | None = None) -> None:
+    """Put an executed chapter in the book's cache, as the build's own execution would (plus its environment)."""
     from jupyter_cache.base import CacheBundleIn
 
     cache = fresh_cache(root)
     cache.cache_notebook_bundle(
         CacheBundleIn(executed, str(Path(chapter).resolve()),
-                      data={"execution_seconds": seconds, "environment": env or environment(root)}),
+                      data={"execution_seconds": seconds, "cpu_seconds": cpu_seconds,
+                            "environment": env or environment(root)}),
         check_validity=False, overwrite=True,
     )
 
@@ -1014,7 +1030,8 @@ def execute_chapters(chapter_paths: list[Path], jobs: int = 2, timeout: int = 30
         for chapter, future in futures.items():
             result = results[chapter] = future.result()
             if succeeded(result):
-                store_executed(chapter, nbformat.reads(result["notebook"], as_version=4), result["wall"], root=root)
+                store_executed(chapter, nbformat.reads(result["notebook"], as_version=4), result["wall"], root=root,
+                               cpu_seconds=result["cpu"])
     return results
 
 

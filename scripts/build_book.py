@@ -1,9 +1,21 @@
-"""Build the book: execute every chapter (cached) and write HTML to _build/html.
+"""Build the book: render every chapter from its one execution and write HTML to _build/html.
 
-jupyter-cache re-executes a chapter only when its code cells change. A change
-to the companion package changes what a chapter computes without touching its
-cells, so this script keeps a fingerprint of the package source (and of the
-pinned requirements) next to the cache and clears the cache when it differs.
+Every chapter is executed once, by the same code whichever command runs first
+(``companion.export.execute_notebook``, a fresh kernel per chapter), and kept in
+the execution cache ``_build/.jupyter_cache``:
+
+* ``pytest`` executes each chapter and caches the run when every cell passes;
+* this script executes only the chapters the cache does not hold (two at a
+  time), then builds with jupyter-book, which finds every chapter in the cache
+  and executes nothing.
+
+A chapter re-executes when its code cells change (jupyter-cache compares them);
+a change to the companion package or the pinned requirements changes what a
+chapter computes without touching its cells, so the cache is cleared then
+(``companion.export.fresh_cache``). After the HTML, the script writes each
+chapter's reader notebook (``companion.export``: numbers written in, plain
+Markdown, no hidden cells) where the page's ``.ipynb`` download button points,
+``_build/html/_sources/book/<chapter>.ipynb``.
 
     python scripts/build_book.py            # build, warnings are errors
     python scripts/build_book.py --clean    # start from an empty _build/
@@ -12,48 +24,66 @@ pinned requirements) next to the cache and clears the cache when it differs.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from companion import export  # noqa: E402
+from companion.toc import chapters  # noqa: E402
+
 BUILD = ROOT / "_build"
-CACHE = BUILD / ".jupyter_cache"
-STAMP = BUILD / "companion.fingerprint"
+HTML = BUILD / "html"
 
 
-def fingerprint() -> str:
-    """A hash of everything a chapter's results depend on besides its own cells."""
-    digest = hashlib.sha256()
-    files = sorted((ROOT / "companion").rglob("*.py")) + [ROOT / "requirements.txt"]
-    for path in files:
-        digest.update(str(path.relative_to(ROOT)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+def execute_missing(jobs: int) -> bool:
+    """Execute (and cache) every chapter the cache does not hold. False if one fails."""
+    export.fresh_cache(ROOT)
+    missing = [c for c in chapters(ROOT) if export.cached_chapter(c, ROOT)[0] is None]
+    if not missing:
+        print("every chapter is in the execution cache: nothing to execute")
+        return True
+    print(f"executing {len(missing)} chapter(s), {jobs} at a time: {', '.join(c.name for c in missing)}", flush=True)
+    ok = True
+    for chapter, result in export.execute_chapters(missing, jobs=jobs, root=ROOT).items():
+        status = "ok" if export.succeeded(result) else "FAILED"
+        print(f"  {chapter.name}: {status} in {result['wall']:.1f} s ({result['cpu']:.1f} s CPU)", flush=True)
+        if status != "ok":
+            print(export.first_error(result), file=sys.stderr)
+            ok = False
+    return ok
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clean", action="store_true", help="remove _build/ first")
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("BOOK_JOBS", "2")),
+                        help="chapters executed at once (default 2, or $BOOK_JOBS)")
     args = parser.parse_args()
     if args.clean and BUILD.exists():
         shutil.rmtree(BUILD)
-    current = fingerprint()
-    if CACHE.exists() and (not STAMP.exists() or STAMP.read_text() != current):
-        print("companion package changed since the last build: clearing the execution cache")
-        shutil.rmtree(CACHE)
+    start = time.perf_counter()
+    if not execute_missing(args.jobs):
+        print("a chapter failed to execute: not building the book", file=sys.stderr)
+        return 1
     command = ["jupyter-book", "build", str(ROOT), "-W", "-n", "--keep-going"]
     print("+", " ".join(command), flush=True)
-    # A kernel started with MPLBACKEND set (Agg, say) ignores the inline backend
-    # and plt.show() draws nothing: the book would be built without its figures.
+    # A kernel started with MPLBACKEND set (Agg, say) ignores the inline backend and
+    # plt.show() draws nothing; kept out in case jupyter-book executes anything itself.
     env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
     result = subprocess.run(command, cwd=ROOT, env=env)
-    if result.returncode == 0:
-        STAMP.write_text(current)
-    return result.returncode
+    if result.returncode != 0:
+        return result.returncode
+    # the page's download button serves _sources/<page>.ipynb: make it the reader notebook
+    written = export.write_reader_notebooks(HTML / "_sources")
+    print(f"wrote {len(written)} reader notebooks (the .ipynb download) to {(HTML / '_sources').relative_to(ROOT)}/")
+    print(f"built in {time.perf_counter() - start:.0f} s")
+    return 0
 
 
 if __name__ == "__main__":

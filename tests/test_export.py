@@ -32,7 +32,8 @@ CHAPTER = textwrap.dedent('''\
     ```{admonition} Learning goals
     :class: tip
 
-    - read {term}`the chain rule <Chain rule>`
+    - read {term}`the chain rule <Chain rule>`, and {term}`finite
+      differences <Finite difference>` across a line break
     ```
 
     ```{code-cell} ipython3
@@ -140,6 +141,7 @@ def test_citations_terms_refs_and_directives_become_plain_markdown(chapter, exec
     assert "([Rumelhart et al., 1986](#ref-rumelhart1986learning); [Minsky and Papert, 1969]" in text
     assert "## Works cited" in text and '<a id="ref-minsky1969perceptrons"></a>Minsky, M. and Papert, S. (1969)' in text
     assert f"[the chain rule]({book.url}book/glossary.html#term-Chain-rule)" in text
+    assert f"[finite\n>   differences]({book.url}book/glossary.html#term-Finite-difference)" in text
     assert "[Exercise 1](#tiny-ex-one)" in text and "[the results](#sec-results)" in text
     assert '<a id="sec-results"></a>' in text and "nobody reads" not in text
     assert "> **Learning goals**" in text
