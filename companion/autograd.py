@@ -178,7 +178,7 @@ class Value:
 
     # -- reverse mode ------------------------------------------------------
     def topological_order(self) -> list["Value"]:
-        """Every node this one depends on, each after all of its parents."""
+        """Every node this one depends on, each after all of its parents (chapter 1, "A reverse-mode engine in one screen")."""
         order: list[Value] = []
         seen: set[int] = set()
         stack: list[tuple[Value, bool]] = [(self, False)]
@@ -195,7 +195,7 @@ class Value:
         return order
 
     def backward(self) -> None:
-        """Fill ``grad`` of every node in the graph with d(self)/d(node).
+        """Fill ``grad`` of every node in the graph with d(self)/d(node) (chapter 1, "A reverse-mode engine in one screen").
 
         Each call starts from zero, so calling it twice gives the same grads
         (PyTorch, by contrast, *adds* to ``.grad`` on every ``backward()``;
@@ -300,7 +300,7 @@ def _activate(v: Value, activation: str) -> Value:
 
 
 class Neuron:
-    """``activation(sum_i w_i x_i + b)`` with one ``Value`` per weight, as in micrograd.
+    """``activation(sum_i w_i x_i + b)`` with one ``Value`` per weight, as in micrograd (chapter 1, "The engine learns XOR").
 
     Weights start uniform in [-1, 1) from ``rng`` (a ``random.Random``); the bias at 0.
     """
@@ -358,7 +358,10 @@ class ValueMLP:
 
 
 def squared_error(model: ValueMLP, X: Sequence[Sequence[Number]], y: Sequence[Sequence[Number]]) -> Value:
-    """Half the summed squared error of ``model`` on examples ``X`` (n, n_inputs), targets ``y`` (n, n_outputs)."""
+    """Half the summed squared error of ``model`` on ``X`` (n, n_inputs), targets ``y`` (n, n_outputs).
+
+    Chapter 1, "The engine learns XOR": one graph over all n examples.
+    """
     if len(X) != len(y):
         raise ValueError(f"squared_error: expected X and y to have the same length, got {len(X)} and {len(y)}")
     total = Value(0.0)

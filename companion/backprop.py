@@ -59,7 +59,7 @@ def _check_activation(name: str, role: str) -> None:
 
 @dataclass
 class Cache:
-    """What the forward pass keeps for the backward pass.
+    """What the forward pass keeps for the backward pass (chapter 2, "The deltas, layer by layer").
 
     ``activations[0]`` is the input, ``activations[-1]`` the output.
     """
@@ -139,7 +139,7 @@ class MLP:
         return a
 
     def loss(self, y_pred: np.ndarray, y: np.ndarray) -> float:
-        """Half the sum of squared errors (the classic loss; its gradient is y_pred - y)."""
+        """Half the sum of squared errors (chapter 2, "The error"; its gradient is y_pred - y)."""
         y = self._check_targets(y, np.shape(y_pred))
         return 0.5 * float(np.sum((y_pred - y) ** 2))
 
@@ -168,7 +168,7 @@ class MLP:
         return grads
 
     def step(self, grads: Sequence[np.ndarray], lr: float) -> None:
-        """Gradient descent in place: p -= lr * grad for every parameter."""
+        """Gradient descent in place: p -= lr * grad for every parameter (chapter 2, "The update")."""
         params = self.params
         if len(grads) != len(params):
             raise ValueError(f"MLP.step: expected {len(params)} gradients ({self.param_names}), got {len(grads)}")
@@ -176,7 +176,7 @@ class MLP:
             p -= lr * g
 
     def train(self, X: np.ndarray, y: np.ndarray, iterations: int, lr: float = 1.0) -> np.ndarray:
-        """Full-batch gradient descent.
+        """Full-batch gradient descent (chapter 2, "Training").
 
         Returns the mean absolute error before each iteration's update, shape (iterations,).
         """
