@@ -4,7 +4,10 @@
 
 Needs Debian's chromium (`apt-get install chromium`) and the `playwright`
 Python package (in requirements.txt), which drives it; no browser is
-downloaded. The book is served from _build/html on a loopback port. A
+downloaded. The book is served from _build/html on a loopback port, under the
+same path as on GitHub Pages (``html.baseurl`` in _config.yml), and like
+GitHub Pages it answers an unknown address with 404.html. A page fails if it
+requests anything from another site (the book must work offline). A
 screenshot of each chapter is written to _build/screenshots/.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import shutil
 import threading
@@ -21,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
 import pytest
+import yaml
 
 from companion.toc import chapters, toc_pages
 
@@ -33,18 +38,48 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
          "--disable-component-update", "--disable-sync", "--disable-default-apps", "--disable-extensions"]
 
 
+def site_path() -> str:
+    """The path the book is published under (GitHub Pages project site: /<repository>/)."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    path = urlparse(config.get("html", {}).get("baseurl") or "/").path or "/"
+    return path if path.endswith("/") else path + "/"
+
+
+class PagesLikeHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves _build/html under ``prefix``; a missing file gets 404.html with status 404, as on GitHub Pages."""
+
+    prefix = "/"
+
+    def log_message(self, *args):
+        pass
+
+    def translate_path(self, path):
+        if not path.startswith(self.prefix):
+            return str(HTML / "no such file")
+        return super().translate_path("/" + path[len(self.prefix):])
+
+    def send_error(self, code, message=None, explain=None):
+        page = HTML / "404.html"
+        if code != 404 or not page.exists():
+            return super().send_error(code, message, explain)
+        body = page.read_bytes()
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
 @pytest.fixture(scope="session")
 def site():
     if not (HTML / "index.html").exists():
         pytest.fail("no built book in _build/html: run `python scripts/build_book.py` first")
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    handler = functools.partial(Quiet, directory=str(HTML))
+    prefix = site_path()
+    handler = functools.partial(type("Handler", (PagesLikeHandler,), {"prefix": prefix}), directory=str(HTML))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    yield f"http://127.0.0.1:{server.server_address[1]}{prefix}"
     server.shutdown()
 
 
@@ -64,15 +99,24 @@ def page_url(site: str, page: Path) -> str:
     return urljoin(site, str(page.relative_to(ROOT).with_suffix(".html")))
 
 
-def open_page(browser, url: str):
+def _off_site(url: str, site: str) -> bool:
+    return not url.startswith(site) and not url.startswith(("data:", "blob:", "about:"))
+
+
+def open_page(browser, url: str, expect_status: int = 200):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
+    origin = "{0.scheme}://{0.netloc}/".format(urlparse(url))
+    # offline: a page that asks another site for anything (a CDN script, a font, widget code) fails
+    page.on("request", lambda r: errors.append(f"off-site request: {r.url}") if _off_site(r.url, origin) else None)
+    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url} ({r.failure})"))
     page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
     page.on("response", lambda r: errors.append(f"HTTP {r.status}: {r.url}")
-            if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
+            if r.status >= 400 and not r.url.endswith("/favicon.ico") and r.url != url else None)
     page.on("console", lambda msg: errors.append(f"console: {msg.text}")
             if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
-    page.goto(url, wait_until="networkidle")
+    response = page.goto(url, wait_until="networkidle")
+    assert response is not None and response.status == expect_status, f"{url}: HTTP {response and response.status}"
     return page, errors
 
 
@@ -103,6 +147,20 @@ def test_chapter_page(site, browser, chapter):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{chapter.stem}.png"), full_page=False)
 
+    # progress bars: drawn as static HTML, no widget that needs JavaScript from a CDN
+    assert page.locator("script[type='application/vnd.jupyter.widget-view+json']").count() == 0
+    assert page.locator("script[type='application/vnd.jupyter.widget-state+json']").count() == 0
+
+    # the .ipynb download is the reader's notebook: numbers written in, no MyST, a first cell that installs
+    download = page.eval_on_selector_all("a[href$='.ipynb']", "links => links.map(a => a.href)")
+    notebooks = [href for href in download if href.startswith(site)]
+    assert notebooks, "no .ipynb download on the page"
+    with urllib.request.urlopen(notebooks[0], timeout=10) as response:
+        nb = json.load(response)
+    text = "".join("".join(c["source"]) for c in nb["cells"])
+    assert "{glue:text}" not in text and "```{" not in text and "myst_nb" not in text
+    assert "%pip install" in "".join(nb["cells"][0]["source"])
+
     # exercises: solutions are collapsed, and open when the reader clicks
     solutions = page.locator(".solution.dropdown")
     assert solutions.count() >= 1
@@ -131,4 +189,18 @@ def test_internal_links_resolve(site, browser, page_file):
         except urllib.error.URLError as err:
             broken.append(f"{parsed.path}: {err}")
     assert not broken, broken
+    assert not errors, errors
+
+
+def test_not_found_page(site, browser):
+    """An unknown address gets the book's 404 page: self-contained, with links that lead back into the book."""
+    page, errors = open_page(browser, urljoin(site, "book/no-such-chapter.html"), expect_status=404)
+    assert "Page not found" in page.title()
+    links = {a: page.get_attribute(f"a#{a}", "href") for a in ("home", "search")}
+    page.close()
+    for name, href in links.items():
+        target = urljoin(site, href)
+        assert target.startswith(site), f"{name} link leaves the site: {href}"
+        with urllib.request.urlopen(target, timeout=10) as response:
+            assert response.status == 200, f"{name} link {href}: HTTP {response.status}"
     assert not errors, errors

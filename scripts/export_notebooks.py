@@ -1,12 +1,18 @@
-"""Write every chapter as a Jupyter notebook (.ipynb) for Colab and for download.
+"""Write every chapter as a reader's notebook (.ipynb): for Colab, for download, for students.
 
-    python scripts/export_notebooks.py --out notebooks/
+    python scripts/export_notebooks.py --out notebooks/                 # readers (Colab, download)
+    python scripts/export_notebooks.py --out student/ --student         # students: no solutions
+    python scripts/export_notebooks.py --out notebooks/ --ref v1.0      # install that tag in the first cell
 
-Each notebook is the chapter converted by jupytext, with a first cell that
-installs the companion package from the repository (hosted services do not
-have it), and without outputs. The publish workflow
-(.github/workflows/book.yml) runs this and pushes the result to the
-`notebooks` branch, where the book's Colab buttons point.
+Each notebook is the chapter made plain by ``companion.export.reader_notebook``:
+the numbers the book shows written into the text (from the chapter's cached
+execution; a chapter not in the cache is executed first), MyST turned into
+Markdown, the hidden assertion cells removed, and a first cell that installs
+the companion package, with its run-time dependencies only, at the commit
+``--ref`` (default: this checkout's HEAD). The publish workflow
+(.github/workflows/book.yml) runs this with ``--ref`` set to the commit it
+built and pushes the result to the `notebooks` branch, where the book's Colab
+buttons point.
 """
 
 from __future__ import annotations
@@ -15,44 +21,32 @@ import argparse
 import sys
 from pathlib import Path
 
-import jupytext
-import nbformat
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from companion import export  # noqa: E402
 from companion.toc import chapters  # noqa: E402
-
-
-def install_cell(repository_url: str) -> nbformat.NotebookNode:
-    source = (
-        "# Installs the course's companion package (needed on Colab and other hosted services).\n"
-        f'%pip install --quiet "companion @ git+{repository_url}"'
-    )
-    return nbformat.v4.new_code_cell(source, metadata={"tags": ["remove-cell"]})
-
-
-def export(out_dir: Path) -> list[Path]:
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    url = config["repository"]["url"]
-    written = []
-    for chapter in chapters():
-        nb = jupytext.read(chapter)
-        nb.cells.insert(0, install_cell(url))
-        nb.metadata.pop("jupytext", None)
-        path = out_dir / chapter.relative_to(ROOT).with_suffix(".ipynb")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, path)
-        written.append(path)
-    return written
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "notebooks", help="folder to write into")
+    parser.add_argument("--ref", help="commit or tag the first cell installs (default: HEAD of this checkout)")
+    parser.add_argument("--student", action="store_true",
+                        help="student notebooks: solutions removed, code solutions replaced by skeletons")
+    parser.add_argument("chapters", nargs="*", type=Path, help="only these chapters (default: all in _toc.yml)")
     args = parser.parse_args()
-    for path in export(args.out):
+    book = export.Book.load(ROOT)
+    ref = args.ref or export.git_commit(ROOT)
+    if not ref:
+        parser.error("not a git checkout: give the commit or tag to install with --ref")
+    skeleton = None
+    if args.student:
+        from companion.coursework import skeleton
+    paths = [p.resolve() for p in args.chapters] or chapters(ROOT)
+    written = export.write_reader_notebooks(args.out, paths, book=book, student=args.student, skeleton=skeleton,
+                                            requirement=export.install_source(ref, book))
+    for path in written:
         print(path)
     return 0
 
