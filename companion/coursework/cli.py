@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     student = commands.add_parser("student", help="write the student notebooks")
     student.add_argument("--out", type=Path, default=Path("student"), help="folder for the .ipynb files")
 
+    commands.add_parser("exercises", help="list each chapter's auto-checked and written exercises")
     grader = commands.add_parser("grade", help="grade submitted notebooks", description=GRADE_HELP,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     grader.add_argument("submissions", nargs="+", type=Path, help="folders (or .ipynb files) of submissions")
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     grader.add_argument("--jobs", type=int, default=1, help="notebooks graded at once (default 1)")
     grader.add_argument("--points", action="append", default=[],
                         help="EXERCISE=POINTS, or a YAML file of them (default: 1 point per exercise)")
+    grader.add_argument("--checkers", action="append", default=[], type=Path,
+                        help="a checker file of your own exercises (repeatable)")
     grader.add_argument("--cell-timeout", type=float, default=120, help="seconds per notebook cell (default 120)")
     grader.add_argument("--notebook-timeout", type=float, default=900,
                         help="seconds for all the notebook's cells (default 900)")
@@ -77,6 +80,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(paths)} student notebooks to {args.out}/ in {time.perf_counter() - start:.1f} s")
         return 0
 
+    if args.command == "exercises":
+        from companion.coursework.student import exercise_table
+        from companion.exercises import get
+        from companion.toc import chapters
+
+        print("| chapter | reading | auto-checked (visible + hidden cases) | written |\n|---|---|---|---|")
+        for chapter in chapters():
+            row = exercise_table(chapter)
+            checked = []
+            for exercise_id in row["checked"]:
+                import numpy as np
+
+                try:
+                    exercise = get(exercise_id)
+                    hidden = len(exercise.hidden_cases(np.random.default_rng(0)))
+                    checked.append(f"`{exercise_id}` ({len(exercise.visible_cases())} + {hidden})")
+                except Exception as err:
+                    checked.append(f"`{exercise_id}` (checker broken: {type(err).__name__})")
+            print(f"| {row['chapter']} | {row['reading_minutes']} min | {', '.join(checked)} | "
+                  f"{'; '.join(row['written'])} |")
+        return 0
+
     from companion.coursework.grader import Settings, grade_class, read_secret
     from companion.coursework.report import write_reports
 
@@ -84,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                     processes=args.processes)
     settings = Settings(jobs=args.jobs, cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
                         case_floor=args.case_floor, case_factor=args.case_factor, limits=limits,
-                        points=_points(args.points), isolation=args.isolation)
+                        points=_points(args.points), isolation=args.isolation,
+                        checkers=[str(p) for p in args.checkers])
 
     def show(result: dict) -> None:
         got = sum(r["points"] for r in result["exercises"].values())

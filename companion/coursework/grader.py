@@ -213,6 +213,10 @@ def case_limit(settings: Settings, ref: Reference) -> float:
 
 
 # -- a kernel with time limits -------------------------------------------------------
+class CheckerError(RuntimeError):
+    """The instructor's copy has no working checker for an exercise its chapter checks."""
+
+
 class KernelDied(RuntimeError):
     pass
 
@@ -358,7 +362,8 @@ class Kernel:
                 return False
         return True
 
-    def shutdown(self) -> None:
+    def shutdown(self, now: bool = False) -> None:
+        """Stop the kernel: a shutdown request (``now``: none), then SIGKILL; then its account's leftovers."""
         if self.kc is not None:
             try:
                 self.kc.stop_channels()
@@ -366,7 +371,7 @@ class Kernel:
                 pass
         if self.km is not None:
             try:
-                self.km.shutdown_kernel(now=False)
+                self.km.shutdown_kernel(now=now)
             except Exception:
                 pass
             try:
@@ -403,10 +408,18 @@ class Context:
     slots: queue.Queue = field(default_factory=queue.Queue)
 
     def references(self, exercise_id: str) -> list[Reference]:
+        """The exercise's cases and reference results; raises CheckerError if the course's checker is broken."""
         with self.lock:
             if exercise_id not in self.refs:
-                self.refs[exercise_id] = references(exercise_id, self.secret)
-            return self.refs[exercise_id]
+                try:
+                    self.refs[exercise_id] = references(exercise_id, self.secret)
+                except Exception as err:
+                    self.refs[exercise_id] = CheckerError(f"the course's checker for {exercise_id} cannot be "
+                                                          f"used: {type(err).__name__}: {str(err)[:200]}")
+            found = self.refs[exercise_id]
+            if isinstance(found, CheckerError):
+                raise found
+            return found
 
     def fingerprint(self) -> str:
         """Changes when anything that decides a grade changes: the code, the chapters, the secret, the limits."""
@@ -582,7 +595,7 @@ def _grade_in_sandbox(entry: Entry, nb: dict, handout: Handout, ctx: Context, sl
         result["timing"]["exercises"] = round(time.perf_counter() - began, 2)
     finally:
         if kernel is not None:
-            kernel.shutdown()
+            kernel.shutdown(now=True)  # done with it: SIGKILL takes the whole namespace down at once
         elif ctx.isolation == "sandbox":
             sandbox.kill_account(uid)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -647,7 +660,11 @@ def _run_exercises(kernel: Kernel, workdir: Path, handout: Handout, ctx: Context
     prepared: dict[str, str] = {}
     for exercise_id, function_name in handout.exercises.items():
         out = f"results/{re.sub(r'[^A-Za-z0-9_-]', '_', exercise_id)}"
-        refs = ctx.references(exercise_id)
+        try:
+            refs = ctx.references(exercise_id)
+        except CheckerError as err:
+            result["exercises"][exercise_id] = _row(ctx, exercise_id, [], f"not graded: {err}")
+            continue
         code = _prepare_code(exercise_id, function_name, hidden_seed(ctx.secret, exercise_id), str(workdir / out),
                              s.checkers)
         try:
@@ -813,7 +830,10 @@ def grade_class(submissions: list[Path], out_dir: Path, secret: bytes, settings:
         if any(e.notebook for e in todo):
             _warm_matplotlib(scratch)
         for exercise_id in sorted({x for e in todo for x in handouts.get(e.chapter, Handout("", {}, set(), {})).exercises}):
-            ctx.references(exercise_id)
+            try:
+                ctx.references(exercise_id)  # computed once for the class, before any kernel starts
+            except CheckerError as err:
+                print(f"warning: {err}")
         with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:
             futures = {pool.submit(grade_entry, e, ctx): e for e in todo}
             for future in as_completed(futures):

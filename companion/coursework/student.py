@@ -132,3 +132,26 @@ def write_student_notebooks(out_dir: Path, chapter_paths: list[Path] | None = No
         nbformat.write(student_notebook(chapter), path)
         written.append(path)
     return written
+
+
+EXERCISE_DIRECTIVE = re.compile(_FENCE + r"\{exercise\}[ \t]*(?P<title>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$",
+                                re.S | re.M)
+LABEL = re.compile(r"^:label:[ \t]*(?P<label>\S+)", re.M)
+GATE_LABEL = re.compile(r"\{solution-start\}[ \t]*(?P<label>\S+)")
+
+
+def exercise_table(chapter: Path) -> dict:
+    """A chapter's exercises for the instructors' page: which are auto-checked, which are written, reading time."""
+    import jupytext
+
+    nb = jupytext.read(chapter)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    gated = set(GATE_LABEL.findall(text))
+    written, code = [], []
+    for m in EXERCISE_DIRECTIVE.finditer(text):
+        label = LABEL.search(m["body"])
+        (code if label and label["label"] in gated else written).append(m["title"].strip())
+    words = len(re.findall(r"[A-Za-z0-9']+", text))
+    lines = sum(len(c.source.splitlines()) for c in nb.cells if c.cell_type == "code" and not _has(c, "remove-cell"))
+    return {"chapter": chapter.stem, "reading_minutes": round(words / 200 + lines / 20), "code": code,
+            "checked": list(exercises_checked(nb)), "written": written}
