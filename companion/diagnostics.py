@@ -1,76 +1,52 @@
-"""Deep MLPs and the size of their gradients, layer by layer (chapter 3).
+"""Deep MLPs and what flows through them, layer by layer (chapter 3).
 
-Three things:
+* ``deep_mlp`` builds a deep fully connected network on the floor's
+  :func:`companion.training.mlp` and its initializations, with optional
+  ``residual`` connections, ``norm`` layers and a ``gain`` on every weight;
+  ``deep_mlps`` builds the same network under k seeds as one batched model
+  that :func:`companion.training.fit` trains in one run.
+* ``gradient_norms`` measures, for one batch, the gradient norm of every
+  linear layer's weight matrix, input layer first; ``GradientRecorder``
+  records them at every training step (pass it to ``fit(on_backward=...)``).
+* ``activation_stats`` measures what flows forward: each hidden layer's
+  pre-activation spread, its activations' mean and spread, and the fraction
+  of its units that are saturated.
 
-* ``deep_mlp`` builds a fully connected network as an ``nn.Sequential`` with a
-  chosen ``depth`` (number of linear layers), ``width``, ``activation``,
-  ``init``, ``residual`` connections and ``norm`` layers.
-* ``gradient_norms`` computes, for one batch, the gradient norm of every linear
-  layer's weight matrix, ordered from input to output, in one call. It works on
-  any model whose linear layers are ``nn.Linear`` modules registered in
-  input-to-output order (an ``nn.Sequential`` stack, nested or not).
-* ``train`` trains such a model with minibatch SGD and records those norms at
-  every step, optionally clipping the gradient's global norm.
-
-Shapes: inputs ``X`` are (n, in_features) float tensors, labels ``y`` are (n,)
-int64 class indices; gradient norms are float64 numpy arrays of shape
-(n_linear_layers,), or (steps, n_linear_layers) when recorded during training.
-
-The initializations draw each weight uniformly from [-b, b] (biases start at 0):
-
-========  ==================================  ======================================
-init      bound b                             where it comes from
-========  ==================================  ======================================
-naive     1 / sqrt(fan_in)                    the "standard" heuristic that Glorot
-                                              and Bengio (2010) start from
-xavier    sqrt(6 / (fan_in + fan_out))        Glorot and Bengio (2010): keeps the
-                                              variance of tanh layers' signals
-he        sqrt(6 / fan_in)                    He et al. (2015): twice the variance,
-                                              because ReLU zeroes half its inputs
-========  ==================================  ======================================
-
-A uniform distribution on [-b, b] has variance b**2 / 3, so xavier's is
-2 / (fan_in + fan_out) and he's is 2 / fan_in. ``gain`` multiplies b.
+Shapes: inputs ``x`` are (n, n_inputs) float tensors, labels ``y`` (n,)
+int64 class indices. For a plain model every per-layer quantity is a float64
+array of shape (n_layers,); for k seeds it is (k, n_layers).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import skip_init
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
-INITS: tuple[str, ...] = ("naive", "xavier", "he")
+from companion._checks import check_choice, check_positive, check_tensor
+from companion.seeds import StackedLinear
+from companion.training import INITS, activation_module, generator, init_linear_, mlp
+
+ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh", "relu", "identity")
+"""The activations chapter 3 compares (names as in :func:`companion.training.mlp`)."""
+
 NORMS: tuple[str | None, ...] = (None, "batch", "layer")
 
-
-def _choice(value, accepted, what: str, caller: str) -> None:
-    if value not in accepted:
-        raise ValueError(f"{caller}: unknown {what} {value!r}; expected one of {list(accepted)}")
-
-
-def init_bound(init: str, fan_in: int, fan_out: int) -> float:
-    """The half-width b of the uniform distribution U[-b, b] that ``init`` draws weights from."""
-    _choice(init, INITS, "init", "init_bound")
-    if fan_in < 1 or fan_out < 1:
-        raise ValueError(f"init_bound: expected fan_in, fan_out >= 1, got {fan_in}, {fan_out}")
-    if init == "naive":
-        return 1.0 / math.sqrt(fan_in)
-    if init == "xavier":
-        return math.sqrt(6.0 / (fan_in + fan_out))
-    return math.sqrt(6.0 / fan_in)
+__all__ = ["ACTIVATIONS", "INITS", "NORMS", "GradientRecorder", "Residual", "activation_stats",
+           "deep_mlp", "deep_mlps", "gradient_norms", "linear_layers", "scale_weights_", "stack_seeds"]
 
 
 class Residual(nn.Module):
     """``x + block(x)``: the block learns a correction to the identity.
 
     The gradient reaching ``x`` is the block's gradient plus the incoming
-    gradient itself, so it cannot vanish through the block.
+    gradient itself, so it cannot vanish through the block. Chapter 3,
+    "Deep sigmoid networks do not learn".
     """
 
     def __init__(self, block: nn.Module):
@@ -81,279 +57,313 @@ class Residual(nn.Module):
         return x + self.block(x)
 
 
-def deep_mlp(
-    depth: int,
-    width: int = 64,
-    activation: str = "sigmoid",
-    init: str = "naive",
-    residual: bool = False,
-    norm: str | None = None,
-    in_features: int = 64,
-    out_features: int = 10,
-    gain: float = 1.0,
-    seed: int = 0,
-) -> nn.Sequential:
+def deep_mlp(depth: int, width: int = 64, activation: str = "sigmoid", init: str = "torch",
+             residual: bool = False, norm: str | None = None, n_inputs: int = 64,
+             n_outputs: int = 10, gain: float = 1.0, seed: int = 0) -> nn.Sequential:
     """A fully connected network with ``depth`` linear layers, as an ``nn.Sequential``.
 
     Layout, from input to output (``[norm]`` only when ``norm`` is given)::
 
-        Linear(in_features, width)                           # linear layer 1
-        [norm], act, Linear(width, width)                    # linear layers 2 .. depth-1:
-            ... each block wrapped in Residual(...)          #   depth - 2 blocks
-                if residual
-        [norm], act, Linear(width, out_features)             # linear layer depth: the logits
+        Linear(n_inputs, width)                        # linear layer 1
+        [norm], act, Linear(width, width)              # layers 2 .. depth-1, each block
+                                                       #   wrapped in Residual if residual
+        [norm], act, Linear(width, n_outputs)          # layer depth: the logits
 
-    Without ``norm`` and ``residual`` this is the plain stack
-    ``Linear, act, Linear, act, ..., Linear``. Grouping each activation with
-    the linear layer after it makes every block map width to width, so a
-    residual block is ``h + Linear(act(h))`` (the "pre-activation" residual
-    block), and the skip path carries the gradient around the activation.
+    Without ``norm`` and ``residual`` this is exactly
+    ``companion.training.mlp([n_inputs] + [width] * (depth - 1) + [n_outputs],
+    activation, init, seed)``, with every weight then multiplied by ``gain``.
+    Grouping each activation with the linear layer after it makes every
+    residual block ``h + W act(h)``, so the skip path carries the gradient
+    around the activation. The weights are drawn layer by layer from
+    ``generator(seed)`` with the floor's ``init`` ("torch", PyTorch's default
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases; "xavier",
+    "he", "lecun" with zero biases; see ``companion.training.init_linear_``).
 
-    ``depth=1`` is a single linear layer (multinomial logistic regression).
-
-    Args:
-        depth: number of linear layers, at least 1.
-        width: units in every hidden layer.
-        activation: "sigmoid", "tanh" or "relu".
-        init: "naive", "xavier" or "he" (see the module docstring); biases start at 0.
-        residual: wrap every width-to-width hidden layer as ``x + layer(x)``.
-        norm: None, "batch" (``nn.BatchNorm1d``) or "layer" (``nn.LayerNorm``),
-            between each hidden linear layer and its activation.
-        gain: multiplies the init's bound; above 1 is a "large" init.
-        seed: the weights are drawn from ``torch.Generator().manual_seed(seed)``.
-
-    Returns:
-        the model, mapping (n, in_features) float32 inputs to (n, out_features) logits.
+    Returns the model, mapping (n, n_inputs) float32 inputs to (n, n_outputs) logits.
+    Taught in chapter 3, "Gradient norms, layer by layer".
     """
-    if not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"deep_mlp: expected depth to be an int >= 1, got {depth!r}")
-    for name, value in [("width", width), ("in_features", in_features), ("out_features", out_features)]:
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"deep_mlp: expected {name} to be an int >= 1, got {value!r}")
-    _choice(activation, ACTIVATIONS, "activation", "deep_mlp")
-    _choice(init, INITS, "init", "deep_mlp")
-    _choice(norm, NORMS, "norm", "deep_mlp")
-    if not gain > 0:
-        raise ValueError(f"deep_mlp: expected gain > 0, got {gain!r}")
+    check_positive("deep_mlp", "depth", depth, integer=True)
+    for name, value in [("width", width), ("n_inputs", n_inputs), ("n_outputs", n_outputs)]:
+        check_positive("deep_mlp", name, value, integer=True)
+    check_choice("deep_mlp", "activation", activation, ACTIVATIONS)
+    check_choice("deep_mlp", "init", init, INITS)
+    check_choice("deep_mlp", "norm", norm, NORMS)
+    check_positive("deep_mlp", "gain", gain)
+    sizes = [n_inputs] + [width] * (depth - 1) + [n_outputs]
+    if not residual and norm is None:
+        model = mlp(sizes, activation, init, seed=seed)
+    else:
+        g = generator(seed)
 
-    generator = torch.Generator().manual_seed(seed)
+        def block(fan_out: int) -> list[nn.Module]:
+            modules: list[nn.Module] = []
+            if norm == "batch":
+                modules.append(nn.BatchNorm1d(width))
+            elif norm == "layer":
+                modules.append(nn.LayerNorm(width))
+            return modules + [activation_module(activation), init_linear_(skip_init(nn.Linear, width, fan_out), init, g)]
 
-    def linear(fan_in: int, fan_out: int) -> nn.Linear:
-        layer = nn.Linear(fan_in, fan_out)
-        bound = gain * init_bound(init, fan_in, fan_out)
+        layers: list[nn.Module] = [init_linear_(skip_init(nn.Linear, n_inputs, width), init, g)]
+        for _ in range(depth - 2):
+            layers += [Residual(nn.Sequential(*block(width)))] if residual else block(width)
+        if depth > 1:
+            layers += block(n_outputs)
+        model = nn.Sequential(*layers)
+    return scale_weights_(model, gain) if gain != 1.0 else model
+
+
+class _SeedBatchNorm(nn.Module):
+    """Batch norm for k seeds at once: each seed's units normalized over its own batch.
+
+    x (k, n, width): the k * width columns of the (n, k * width) view are
+    ``nn.BatchNorm1d``'s channels, so every seed keeps its own statistics and
+    affine parameters.
+    """
+
+    def __init__(self, layers: list[nn.BatchNorm1d]):
+        super().__init__()
+        self.k, self.width = len(layers), layers[0].num_features
+        self.norm = nn.BatchNorm1d(self.k * self.width)
         with torch.no_grad():
-            layer.weight.copy_((2 * torch.rand(fan_out, fan_in, generator=generator) - 1) * bound)
-            layer.bias.zero_()
-        return layer
+            self.norm.weight.copy_(torch.cat([m.weight for m in layers]))
+            self.norm.bias.copy_(torch.cat([m.bias for m in layers]))
 
-    def block(fan_out: int) -> list[nn.Module]:
-        modules: list[nn.Module] = []
-        if norm == "batch":
-            modules.append(nn.BatchNorm1d(width))
-        elif norm == "layer":
-            modules.append(nn.LayerNorm(width))
-        return modules + [ACTIVATIONS[activation](), linear(width, fan_out)]
-
-    if depth == 1:
-        return nn.Sequential(linear(in_features, out_features))
-    layers: list[nn.Module] = [linear(in_features, width)]
-    for _ in range(depth - 2):
-        layers += [Residual(nn.Sequential(*block(width)))] if residual else block(width)
-    layers += block(out_features)
-    return nn.Sequential(*layers)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, n, w = x.shape
+        return self.norm(x.permute(1, 0, 2).reshape(n, k * w)).reshape(n, k, w).permute(1, 0, 2)
 
 
-def linear_layers(model: nn.Module) -> list[nn.Linear]:
-    """The model's ``nn.Linear`` modules in registration order (input to output for a stack)."""
+class _SeedLayerNorm(nn.Module):
+    """Layer norm for k seeds at once, with per-seed affine parameters (k, 1, width)."""
+
+    def __init__(self, layers: list[nn.LayerNorm]):
+        super().__init__()
+        self.width, self.eps = layers[0].normalized_shape[0], layers[0].eps
+        self.weight = nn.Parameter(torch.stack([m.weight.detach()[None] for m in layers]).clone())
+        self.bias = nn.Parameter(torch.stack([m.bias.detach()[None] for m in layers]).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (self.width,), eps=self.eps) * self.weight + self.bias
+
+
+class StackedNet(nn.Sequential):
+    """k copies of one ``nn.Sequential``, one per seed, as one batched model.
+
+    Input (n, n_inputs) (shared by the seeds) or (k, n, n_inputs); output
+    (k, n, n_outputs). Has ``n_seeds`` and ``seeds``, so ``fit`` and
+    ``evaluate`` return per-seed metrics. Built by :func:`stack_seeds`.
+    """
+
+    n_seeds: int
+    seeds: list[int]
+
+
+def _stack_module(modules: list[nn.Module]) -> nn.Module:
+    first = modules[0]
+    if isinstance(first, nn.Linear):
+        return StackedLinear.from_linears(modules)
+    if isinstance(first, nn.BatchNorm1d):
+        return _SeedBatchNorm(modules)
+    if isinstance(first, nn.LayerNorm):
+        return _SeedLayerNorm(modules)
+    if isinstance(first, Residual):
+        return Residual(_stack_module([m.block for m in modules]))
+    if isinstance(first, nn.Sequential):
+        return nn.Sequential(*(_stack_module([m[i] for m in modules]) for i in range(len(first))))
+    if any(True for _ in first.parameters()):
+        raise TypeError(f"stack_seeds: cannot stack a {type(first).__name__} with parameters")
+    return first  # an activation: elementwise, the same for every seed
+
+
+def stack_seeds(nets: list[nn.Sequential], seeds: Iterable[int]) -> StackedNet:
+    """Stack k networks of one architecture (their current weights) as one batched model.
+
+    Seed i of the result computes exactly what ``nets[i]`` computes, on
+    inputs of shape (k, n, n_inputs). Linear layers become
+    ``companion.seeds.StackedLinear``; batch and layer norm keep per-seed
+    statistics and parameters; activations are shared.
+    """
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != len(nets) or not nets:
+        raise ValueError(f"stack_seeds: expected one seed per network, got {len(seeds)} seeds "
+                         f"for {len(nets)} networks")
+    model = StackedNet(*(_stack_module([net[i] for net in nets]) for i in range(len(nets[0]))))
+    model.n_seeds, model.seeds = len(nets), seeds
+    return model
+
+
+def deep_mlps(depth: int, seeds: Iterable[int] = range(5), **options: Any) -> StackedNet:
+    """``deep_mlp(depth, seed=s, **options)`` for every seed in ``seeds``, as one batched model.
+
+    Seed i starts from exactly the weights of ``deep_mlp(depth, seed=seeds[i],
+    **options)``; ``companion.training.fit`` trains all of them in one run
+    and returns per-seed metrics. Taught in chapter 3 ("Many seeds at once").
+    """
+    seeds = [int(s) for s in seeds]
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"deep_mlps: expected distinct seeds, got {seeds}")
+    return stack_seeds([deep_mlp(depth, seed=s, **options) for s in seeds], seeds)
+
+
+def linear_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's linear layers (``nn.Linear`` or ``StackedLinear``) in registration order."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"linear_layers: expected a torch nn.Module, got {type(model).__name__}")
-    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, StackedLinear))]
     if not layers:
         kinds = sorted({type(m).__name__ for m in model.modules()})
-        raise ValueError(
-            f"expected a model with nn.Linear layers, got a {type(model).__name__} with none "
-            f"(its modules: {', '.join(kinds)})"
-        )
+        raise ValueError(f"linear_layers: expected a model with nn.Linear layers, got a "
+                         f"{type(model).__name__} with none (its modules: {', '.join(kinds)})")
     return layers
 
 
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return str(tuple(value.shape))
-    package = type(value).__module__.split(".")[0]
-    name = type(value).__name__ if package == "builtins" else f"{package} {type(value).__name__}"
-    return f"a {name}, not a torch tensor"
+def scale_weights_(model: nn.Module, gain: float) -> nn.Module:
+    """Multiply every linear layer's weight (not its bias) by ``gain``, in place; returns the model."""
+    check_positive("scale_weights_", "gain", gain)
+    with torch.no_grad():
+        for layer in linear_layers(model):
+            layer.weight.mul_(gain)
+    return model
 
 
-def _check_inputs(model: nn.Module, X, caller: str) -> None:
+def _n_seeds(model: nn.Module) -> int | None:
+    return getattr(model, "n_seeds", None)
+
+
+def _norms(grads: list[torch.Tensor], k: int | None) -> np.ndarray:
+    """float64 norms (squares of 1e-20 underflow in float32): (layers,) or (k, layers)."""
+    if k is None:
+        return torch.stack([g.double().norm() for g in grads]).numpy()
+    return torch.stack([g.double().reshape(k, -1).norm(dim=1) for g in grads], dim=1).numpy()
+
+
+def _check_batch(fn: str, model: nn.Module, x: Any, y: Any) -> None:
     first = linear_layers(model)[0]
-    if not isinstance(X, torch.Tensor) or X.ndim != 2 or X.shape[1] != first.in_features:
-        raise ValueError(f"{caller}: expected X, a tensor of shape (n, {first.in_features}), got {_describe(X)}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{caller}: expected a non-empty batch, got X of shape {tuple(X.shape)}")
+    n_inputs = first.in_features if isinstance(first, nn.Linear) else first.weight.shape[1]
+    check_tensor(fn, "x", x, (None, n_inputs), floating=True)
+    if x.shape[0] == 0:
+        raise ValueError(f"{fn}: expected a non-empty batch, got x of shape {tuple(x.shape)}")
+    if y is not None:
+        check_tensor(fn, "y", y, (x.shape[0],))
+        if y.dtype != torch.int64:
+            raise TypeError(f"{fn}: expected y to hold int64 class indices, got {y.dtype}")
 
 
-def _check_batch(model: nn.Module, X, y, caller: str) -> None:
-    """X must fit the model's first linear layer; y must hold one int64 class index per row of X."""
-    _check_inputs(model, X, caller)
-    if not isinstance(y, torch.Tensor) or y.shape != (X.shape[0],) or y.dtype != torch.int64:
-        got = f"{_describe(y)} of dtype {y.dtype}" if isinstance(y, torch.Tensor) else _describe(y)
-        raise ValueError(f"{caller}: expected y, an int64 tensor of class indices of shape ({X.shape[0]},), got {got}")
+def _mean_loss(model: nn.Module, out: torch.Tensor, y: torch.Tensor,
+               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    if _n_seeds(model) is None:
+        return loss_fn(out, y)
+    return sum(loss_fn(o, y) for o in out)  # each seed's gradient is its own mean loss's
 
 
-def gradient_norms(
-    model: nn.Module,
-    X: torch.Tensor,
-    y: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
-) -> np.ndarray:
+def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
+                   ) -> np.ndarray:
     """The Frobenius norm of dLoss/dW for every linear layer's weight W, for one batch.
 
-    Runs one forward pass on ``X`` (n, in_features) and differentiates
-    ``loss_fn(model(X), y)`` (default: mean cross-entropy, ``y`` int64 class
-    indices of shape (n,); any other ``loss_fn`` gets ``y`` as it is).
-    Norms are computed in float64, so gradients of 1e-20 do not underflow.
-    The parameters' ``.grad`` fields are left untouched (it uses
-    ``torch.autograd.grad``); a batch-norm model in training mode does update
-    its running statistics, as any forward pass would.
+    One forward pass on ``x`` (n, n_inputs) and the gradient of
+    ``loss_fn(model(x), y)`` (default: mean cross-entropy with int64 labels
+    ``y`` (n,); any other ``loss_fn`` gets ``y`` as it is). Norms are taken
+    in float64, so gradients of 1e-20 do not underflow. The parameters'
+    ``.grad`` are left untouched (``torch.autograd.grad``); a batch-norm
+    model in training mode does update its running statistics.
 
-    Returns:
-        float64 array of shape (n_linear_layers,), ordered from input to output.
+    Returns float64 (n_layers,), input layer first; (k, n_layers) for k seeds.
+    Taught in chapter 3, "Gradient norms, layer by layer".
     """
-    if loss_fn is F.cross_entropy:
-        _check_batch(model, X, y, "gradient_norms")
-    else:  # a custom loss decides what its targets look like
-        _check_inputs(model, X, "gradient_norms")
+    _check_batch("gradient_norms", model, x, y if loss_fn is F.cross_entropy else None)
     weights = [layer.weight for layer in linear_layers(model)]
-    loss = loss_fn(model(X), y)
-    grads = torch.autograd.grad(loss, weights)
-    return torch.stack([g.double().norm() for g in grads]).numpy()  # float64: squares of 1e-20 underflow in float32
+    loss = _mean_loss(model, model(x), y, loss_fn)
+    return _norms(list(torch.autograd.grad(loss, weights)), _n_seeds(model))
 
 
-def layer_gradient_norms(model: nn.Module) -> np.ndarray:
-    """The norms of the ``.grad`` already stored on each linear layer's weight (after ``loss.backward()``).
+class GradientRecorder:
+    """Record every linear layer's gradient norm at every step of ``fit``.
 
-    For use inside your own training loop. Returns a float64 array of shape
-    (n_linear_layers,), ordered from input to output.
+    Pass it as ``fit(..., on_backward=recorder)``: it runs after ``backward``
+    and before clipping, so it sees the raw gradient. After training,
+    ``recorder.norms`` is (steps, n_layers) (or (steps, k, n_layers)) and
+    ``recorder.total`` is the global norm over all parameters, (steps,) or
+    (steps, k), the quantity gradient clipping compares with its threshold.
+    Taught in chapter 3, "Gradient clipping".
     """
-    layers = linear_layers(model)
-    missing = [i for i, layer in enumerate(layers) if layer.weight.grad is None]
-    if missing:
-        raise ValueError(f"layer_gradient_norms: linear layers {missing} have no .grad yet; call loss.backward() first")
-    return torch.stack([layer.weight.grad.double().norm() for layer in layers]).numpy()
+
+    def __init__(self) -> None:
+        self._norms: list[np.ndarray] = []
+        self._total: list[np.ndarray] = []
+
+    def __call__(self, model: nn.Module, step: int) -> None:
+        k = _n_seeds(model)
+        layers = linear_layers(model)
+        if any(layer.weight.grad is None for layer in layers):
+            raise ValueError("GradientRecorder: a linear layer has no .grad; call it after backward()")
+        self._norms.append(_norms([layer.weight.grad for layer in layers], k))
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        self._total.append(np.sqrt((_norms(grads, k) ** 2).sum(axis=-1)))
+
+    @property
+    def norms(self) -> np.ndarray:
+        return np.array(self._norms)
+
+    @property
+    def total(self) -> np.ndarray:
+        return np.array(self._total)
+
+
+_SLOPE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "Sigmoid": lambda z, a: a * (1 - a),
+    "Tanh": lambda z, a: 1 - a**2,
+    "ReLU": lambda z, a: (z > 0).to(z.dtype),
+    "Identity": lambda z, a: torch.ones_like(z),
+}
+_PEAK = {"Sigmoid": 0.25, "Tanh": 1.0, "ReLU": 1.0, "Identity": 1.0}
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of the rows of ``X`` (n, in_features) whose arg-max logit is ``y`` (n,); eval mode."""
-    _check_batch(model, X, y, "accuracy")
+def activation_stats(model: nn.Module, x: torch.Tensor, saturation: float = 0.1) -> dict[str, np.ndarray]:
+    """What flows forward through every hidden activation, for one batch ``x`` (n, n_inputs).
+
+    Returns a dict of float64 arrays of shape (n_hidden,) (or (k, n_hidden)
+    for k seeds), one entry per activation module, input side first:
+
+    * ``"pre_std"``: the standard deviation of the pre-activations z;
+    * ``"mean"``, ``"std"``: the mean and standard deviation of the activations f(z);
+    * ``"saturated"``: the fraction of units whose slope f'(z) is below
+      ``saturation`` times the activation's peak slope (the sigmoid's 1/4,
+      tanh's and ReLU's 1): a saturated unit passes almost no gradient back.
+      For ReLU it is the fraction of units that output 0.
+
+    The model runs in eval mode (batch norm uses its running statistics) and
+    is restored. Taught in chapter 3, "What flows forward".
+    """
+    _check_batch("activation_stats", model, x, None)
+    k = _n_seeds(model)
+    rows: list[tuple[float | torch.Tensor, ...]] = []
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        z, a = inputs[0].double(), output.double()
+        name = type(module).__name__
+        low = (_SLOPE[name](z, a) < saturation * _PEAK[name]).double()
+        dims = (1, 2) if k is not None else None
+
+        def stat(t: torch.Tensor, fn: str) -> torch.Tensor:
+            if dims is None:
+                return getattr(t, fn)()
+            return getattr(t.reshape(k, -1), fn)(dim=1)
+
+        rows.append((stat(z, "std"), stat(a, "mean"), stat(a, "std"), stat(low, "mean")))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if type(m).__name__ in _SLOPE]
+    if not handles:
+        raise ValueError("activation_stats: expected a model with Sigmoid, Tanh, ReLU or Identity modules")
     was_training = model.training
     model.eval()
     try:
-        return float((model(X).argmax(dim=1) == y).float().mean())
+        model(x)
     finally:
         model.train(was_training)
-
-
-@dataclass
-class History:
-    """What ``train`` recorded.
-
-    Attributes:
-        loss: (steps,) training loss of each minibatch (NaN after a divergence).
-        grad_norms: (steps, n_linear_layers) weight-gradient norms at each step,
-            input to output, measured before any clipping.
-        test_accuracy: (epochs,) accuracy on the test set after each epoch
-            (empty if no test set was given).
-        diverged: the loss became inf or NaN, and training stopped there.
-    """
-
-    loss: np.ndarray
-    grad_norms: np.ndarray
-    test_accuracy: np.ndarray
-    diverged: bool
-
-
-def train(
-    model: nn.Module,
-    X: torch.Tensor,
-    y: torch.Tensor,
-    X_test: torch.Tensor | None = None,
-    y_test: torch.Tensor | None = None,
-    epochs: int = 10,
-    lr: float = 0.1,
-    batch_size: int = 64,
-    momentum: float = 0.9,
-    clip: float | None = None,
-    seed: int = 0,
-) -> History:
-    """Minibatch SGD on cross-entropy, recording every linear layer's gradient norm at every step.
-
-    Args:
-        X, y: training inputs (n, in_features) and labels (n,).
-        X_test, y_test: if given, accuracy on them is recorded after each epoch.
-        epochs: passes over the training set, each in a fresh random order.
-        lr, momentum: SGD with momentum, the update of ``torch.optim.SGD``:
-            ``v = momentum * v + grad; p -= lr * v``.
-        batch_size: examples per step (at most n). Each epoch takes n // batch_size
-            full batches; the few examples left over are skipped for that epoch
-            (a different few each time), so no step sees a tiny batch.
-        clip: if given, rescale the gradient so its global norm (all
-            parameters together) is at most ``clip`` before each step, as
-            ``torch.nn.utils.clip_grad_norm_`` does.
-        seed: seeds the ``torch.Generator`` that shuffles the batches.
-
-    Returns:
-        a ``History``. The model is trained in place.
-    """
-    _check_batch(model, X, y, "train")
-    if (X_test is None) != (y_test is None):
-        raise ValueError("train: expected both X_test and y_test, or neither")
-    if X_test is not None:
-        _check_batch(model, X_test, y_test, "train")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"train: expected epochs to be an int >= 1, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"train: expected batch_size to be an int >= 1, got {batch_size!r}")
-    if not lr > 0 or not 0 <= momentum < 1:
-        raise ValueError(f"train: expected lr > 0 and 0 <= momentum < 1, got lr={lr!r}, momentum={momentum!r}")
-    if clip is not None and not clip > 0:
-        raise ValueError(f"train: expected clip > 0 or None, got {clip!r}")
-
-    weights = [layer.weight for layer in linear_layers(model)]
-    params = [p for p in model.parameters() if p.requires_grad]
-    velocity = [torch.zeros_like(p) for p in params]
-    weight_slots = [next(i for i, p in enumerate(params) if p is w) for w in weights]
-    generator = torch.Generator().manual_seed(seed)
-    n = X.shape[0]
-    batch_size = min(batch_size, n)
-    steps_per_epoch = n // batch_size
-    losses = torch.full((epochs * steps_per_epoch,), float("nan"))
-    norms = torch.full((epochs * steps_per_epoch, len(weights)), float("nan"), dtype=torch.float64)
-    test_accuracy: list[float] = []
-    diverged = False
-    step = 0
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=generator)[: steps_per_epoch * batch_size]
-        for batch in order.split(batch_size):
-            loss = F.cross_entropy(model(X[batch]), y[batch])
-            if not torch.isfinite(loss):
-                diverged = True
-                break
-            grads = torch.autograd.grad(loss, params)
-            losses[step] = loss.detach()
-            norms[step] = torch.stack([grads[i].double().norm() for i in weight_slots])
-            if clip is not None:  # rescale all gradients together so their global norm is <= clip
-                total = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
-                grads = [g * min(1.0, clip / (float(total) + 1e-6)) for g in grads]
-            with torch.no_grad():  # for every parameter p: v = momentum * v + g; p -= lr * v
-                torch._foreach_mul_(velocity, momentum)  # one call for all parameters, not a Python loop
-                torch._foreach_add_(velocity, grads)
-                torch._foreach_add_(params, velocity, alpha=-lr)
-            step += 1
-        if X_test is not None:
-            test_accuracy.append(accuracy(model, X_test, y_test))
-        if diverged:
-            break
-    return History(losses.double().numpy(), norms.numpy(), np.array(test_accuracy), diverged)
+        for h in handles:
+            h.remove()
+    names = ("pre_std", "mean", "std", "saturated")
+    return {name: torch.stack([torch.as_tensor(r[i]) for r in rows], dim=-1).numpy()
+            for i, name in enumerate(names)}

@@ -123,6 +123,7 @@ def mlp(sizes: Sequence[int], activation: str = "relu", init: str = "torch",
     network. The builder every chapter module uses.
     """
     from torch import nn
+    from torch.nn.utils import skip_init
 
     sizes = list(sizes)
     if len(sizes) < 2:
@@ -134,7 +135,8 @@ def mlp(sizes: Sequence[int], activation: str = "relu", init: str = "torch",
     g = generator(seed)
     layers: list[nn.Module] = []
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(init_linear_(nn.Linear(fan_in, fan_out, bias=bias), init, g))
+        # skip_init: nn.Linear would first draw throwaway weights from torch's global generator
+        layers.append(init_linear_(skip_init(nn.Linear, fan_in, fan_out, bias=bias), init, g))
         last = i == len(sizes) - 2
         if not last or output != "identity":
             layers.append(activation_module(output if last else activation))
@@ -272,7 +274,8 @@ def fit(model: "nn.Module", x: "torch.Tensor", y: "torch.Tensor", *, epochs: int
         weight_decay: float = 0.0, loss: str | Callable = "cross_entropy", seed: int = 0,
         eval_data: tuple["torch.Tensor", "torch.Tensor"] | None = None,
         clip: float | None = None, progress: bool = False,
-        on_step: Callable[["nn.Module", int], dict[str, Any] | None] | None = None) -> History:
+        on_step: Callable[["nn.Module", int], dict[str, Any] | None] | None = None,
+        on_backward: Callable[["nn.Module", int], dict[str, Any] | None] | None = None) -> History:
     """Train ``model`` on ``(x, y)`` with minibatches for ``epochs`` epochs; return a :class:`History`.
 
     x: (n, n_inputs); y: (n,) class labels (long) for ``"cross_entropy"`` or
@@ -283,6 +286,9 @@ def fit(model: "nn.Module", x: "torch.Tensor", y: "torch.Tensor", *, epochs: int
     at most that global norm. ``on_step(model, step)`` runs after every
     update (after ``backward``, before the gradients are cleared) and may
     return values to log per epoch (their mean over the epoch's steps).
+    ``on_backward(model, step)`` runs after ``backward`` and before clipping
+    and the update, so it sees the raw gradient (the place to measure it);
+    what it returns is logged the same way.
 
     With a stacked model of k seeds (``companion.seeds.stacked_mlp``) every
     seed gets its own shuffle, from ``generator(model.seeds[i])`` (``seed`` is
@@ -321,20 +327,22 @@ def fit(model: "nn.Module", x: "torch.Tensor", y: "torch.Tensor", *, epochs: int
     record(0, evaluate(model, x, y, loss=loss)["loss"], {})
     step = 0
     for epoch in progress_range(epochs, progress):
-        orders = [torch.randperm(len(x), generator=g) for g in generators]  # one shuffle per seed
+        orders = torch.stack([torch.randperm(len(x), generator=g) for g in generators])  # (k or 1, n)
         losses, extra = [], {}
         for start in range(0, len(x), batch_size):
             if k is None:
-                idx = orders[0][start:start + batch_size]
+                idx = orders[0, start:start + batch_size]
                 batch_loss = loss_fn(model(x[idx]), y[idx])
                 total = batch_loss
             else:
-                idx = torch.stack([o[start:start + batch_size] for o in orders])  # (k, b)
-                out = model(x[idx])  # (k, b, c)
-                per_seed = torch.stack([loss_fn(out[i], y[idx[i]]) for i in range(k)])  # (k,)
+                idx = orders[:, start:start + batch_size]  # (k, b)
+                per_seed = _per_seed_loss(loss, loss_fn, model(x[idx]), y[idx])  # (k,)
                 batch_loss, total = per_seed.detach(), per_seed.sum()
             opt.zero_grad()
             total.backward()
+            if on_backward is not None:
+                for name, value in (on_backward(model, step + 1) or {}).items():
+                    extra.setdefault(name, []).append(value)
             if clip is not None:
                 clip_gradients(model, clip)
             opt.step()
@@ -345,6 +353,25 @@ def fit(model: "nn.Module", x: "torch.Tensor", y: "torch.Tensor", *, epochs: int
             losses.append(batch_loss.detach())
         record(epoch + 1, torch.stack(losses).mean(0), extra)
     return history
+
+
+def _per_seed_loss(loss: str | Callable, loss_fn: Callable, out: "torch.Tensor",
+                   target: "torch.Tensor") -> "torch.Tensor":
+    """Each seed's mean loss, shape (k,), for outputs (k, b, c) and targets (k, b) or (k, b, c).
+
+    The built-in losses are computed for all seeds in one call (one call per
+    seed would cost as much as the network's own layers at these sizes).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    k, b = out.shape[:2]
+    if loss == "cross_entropy":
+        return F.cross_entropy(out.reshape(k * b, -1), target.reshape(k * b),
+                               reduction="none").reshape(k, b).mean(1)
+    if loss == "mse":
+        return F.mse_loss(out, target, reduction="none").reshape(k, -1).mean(1)
+    return torch.stack([loss_fn(out[i], target[i]) for i in range(k)])
 
 
 def progress_range(n: int, enabled: bool) -> Iterable[int]:

@@ -31,6 +31,36 @@ def test_init_variances(init, expected_var):
     assert torch.all(mlp([400, 400, 2], init=init)[0].bias == 0)
 
 
+def test_mlp_leaves_the_global_generator_alone():
+    state = torch.get_rng_state()
+    mlp([64, 128, 10], seed=3)
+    stacked_mlp([5, 8, 3], [0, 1])
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_stacked_mse_loss_is_each_seeds_own():
+    x, _ = _data(n=40)
+    target = torch.randn(40, 2, generator=torch.Generator().manual_seed(1))
+    stacked = stacked_mlp([5, 6, 2], [0, 1])
+    h = fit(stacked, x, target, epochs=2, batch_size=16, lr=0.01, loss="mse")
+    alone = fit(mlp([5, 6, 2], seed=1), x, target, epochs=2, batch_size=16, lr=0.01, loss="mse", seed=1)
+    np.testing.assert_allclose(h["loss"][:, 1], alone["loss"], rtol=1e-5)
+
+
+def test_on_backward_sees_the_gradient_before_clipping():
+    x, y = _data()
+    seen = []
+
+    def before(model, step):
+        norm = torch.sqrt(sum((p.grad ** 2).sum() for p in model.parameters()))
+        seen.append(float(norm))
+        return {"grad_norm": float(norm)}
+
+    h = fit(mlp([5, 16, 3], seed=0), x, y, epochs=2, batch_size=120, lr=0.01, clip=1e-4, on_backward=before)
+    assert len(seen) == 2 and min(seen) > 1e-3  # unclipped: far above the threshold
+    assert h["grad_norm"].shape == (3,) and np.isnan(h["grad_norm"][0])
+
+
 def test_mlp_rejects_bad_sizes():
     with pytest.raises(ValueError, match="mlp: expected sizes with at least 2"):
         mlp([5])
