@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from ._core import Case, isclose_scalar, register
