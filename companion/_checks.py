@@ -96,12 +96,12 @@ def check_finite(fn: str, name: str, x: Any) -> None:
 
 def check_positive(fn: str, name: str, value: Any, integer: bool = False, allow_zero: bool = False) -> None:
     """Raise unless ``value`` is a positive number (an int if ``integer``; 0 allowed if ``allow_zero``)."""
-    kind = "int" if integer else "number"
+    kind = "an int" if integer else "a number"
     bound = ">= 0" if allow_zero else "> 0"
     if isinstance(value, bool) or not isinstance(value, (int, np.integer) if integer else (int, float, np.number)):
-        raise TypeError(f"{fn}: expected {name} to be an {kind} {bound}, got {value!r}")
+        raise TypeError(f"{fn}: expected {name} to be {kind} {bound}, got {value!r}")
     if not (value >= 0 if allow_zero else value > 0) or (not integer and not math.isfinite(value)):
-        raise ValueError(f"{fn}: expected {name} to be an {kind} {bound}, got {value!r}")
+        raise ValueError(f"{fn}: expected {name} to be {kind} {bound}, got {value!r}")
 
 
 def check_probability(fn: str, name: str, value: Any, open_right: bool = False) -> None:
