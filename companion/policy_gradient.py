@@ -368,12 +368,15 @@ class ValueNet(nn.Module):
 
 
 def fit_value(critic: ValueNet, obs: Any, targets: Any, mask: Any = None, *, steps: int = 5,
-              lr: float = 0.01, optimizer: torch.optim.Optimizer | None = None) -> float:
+              lr: float = 0.01, batch_size: int | None = None, seed: int = 0,
+              optimizer: torch.optim.Optimizer | None = None) -> float:
     """Regress V(s) onto ``targets`` (returns from each step on): ``steps`` Adam steps on the masked squared error.
 
-    obs (k, m, obs_dim), targets and mask (k, m). Pass ``optimizer`` to keep
-    Adam's state from call to call (as training does); returns the last loss.
-    Taught in "A learned baseline".
+    obs (k, m, obs_dim), targets and mask (k, m). With ``batch_size`` each
+    step uses a fresh random subset of that many of the m states (drawn with
+    ``seed``); without, all of them. Pass ``optimizer`` to keep Adam's state
+    from call to call (as training does); returns the last loss. Taught in
+    "Measuring the variance".
     """
     x = torch.as_tensor(obs, dtype=torch.float32)
     check_shape("fit_value", "obs", x, (critic.n_seeds, None, critic.sizes[0]))
@@ -381,10 +384,17 @@ def fit_value(critic: ValueNet, obs: Any, targets: Any, mask: Any = None, *, ste
     m = torch.ones(g.shape, dtype=torch.bool) if mask is None else torch.as_tensor(
         check_array("fit_value", "mask", mask, shape=tuple(x.shape[:2]), dtype=bool))
     check_positive("fit_value", "steps", steps, integer=True)
+    if batch_size is not None:
+        check_positive("fit_value", "batch_size", batch_size, integer=True)
     opt = optimizer if optimizer is not None else torch.optim.Adam(critic.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):
+        xb, gb, mb = x, g, m
+        if batch_size is not None and batch_size < x.shape[1]:
+            idx = torch.randint(0, x.shape[1], (batch_size,), generator=gen)
+            xb, gb, mb = x[:, idx], g[:, idx], m[:, idx]
         opt.zero_grad()
-        loss = torch.where(m, (critic(x) - g) ** 2, 0.0).sum() / m.sum()
+        loss = torch.where(mb, (critic(xb) - gb) ** 2, 0.0).sum() / mb.sum().clamp(min=1)
         loss.backward()
         opt.step()
     return float(loss.detach())
@@ -481,6 +491,8 @@ class Run:
     return of the evaluation episodes. ``solved_at[i]`` is the number of
     training steps at the first evaluation whose mean return reached ``target``
     (on CartPole, 500: every episode perfect), or None. ``wall`` is the whole run's wall-clock time.
+    ``extra["train_returns"]`` lists, per iteration, the returns of the
+    training episodes, (k, episodes per seed).
     """
 
     steps: list[np.ndarray]
@@ -506,6 +518,10 @@ class _Recorder:
         self.k, self.target = k, target
         self.steps, self.cpu, self.returns = [[] for _ in range(k)], [[] for _ in range(k)], [[] for _ in range(k)]
         self.solved_at: list[int | None] = [None] * k
+        self.train_returns: list[np.ndarray] = []
+
+    def log_training(self, returns: np.ndarray) -> None:
+        self.train_returns.append(np.asarray(returns, dtype=np.float64))
 
     def log(self, steps: np.ndarray, cpu: float, eval_returns: np.ndarray) -> None:
         for i in range(self.k):
@@ -517,6 +533,7 @@ class _Recorder:
 
     def run(self, wall: float, **extra: Any) -> Run:
         arr = lambda xs: [np.asarray(x) for x in xs]  # noqa: E731
+        extra.setdefault("train_returns", self.train_returns)
         return Run(arr(self.steps), arr(self.cpu), arr(self.returns), self.solved_at, wall, extra)
 
 
@@ -595,6 +612,7 @@ def train_reinforce(env: BatchedEnv, sizes: Sequence[int], seeds: Sequence[int],
         t0 = time.process_time()
         batch = rollout(env, lambda o: policy.sample(o, rng), k * episodes, rng)
         used += batch.mask.reshape(k, -1).sum(axis=1)
+        record.log_training(batch.returns.reshape(k, episodes))
         if weights == "total":
             psi = total_returns(batch.rewards, batch.mask)
         else:
@@ -772,6 +790,7 @@ def train_es(env: BatchedEnv, policy: ParamPolicy, optimizers: Sequence[Any], *,
         flat = np.concatenate(candidates)
         batch = rollout(env, lambda o, flat=flat: policy.act(flat, o), len(flat), rng)
         fitness = batch.returns.reshape(k, population)
+        record.log_training(fitness)
         for o, f in zip(optimizers, fitness):
             o.tell(f)
         used += batch.mask.reshape(k, population, -1).sum(axis=(1, 2))
