@@ -795,10 +795,12 @@ def _kernel_env(python: str) -> dict[str, str]:
 
 
 def execute_notebook(nb, cwd: Path, *, python: str = sys.executable, timeout: int = 300,
-                     stop_on_error: bool = True) -> list[dict]:
+                     stop_on_error: bool = True, install_timeout: int = 1800) -> list[dict]:
     """Execute ``nb`` in place, one cell at a time, in a fresh kernel run by ``python`` in ``cwd``.
 
-    Returns one report per code cell, in order: ``{"status": "ok" | "error" |
+    ``timeout``: seconds a cell may run; the first cell, which installs the
+    package (tagged ``install-companion``), gets ``install_timeout``. Returns
+    one report per code cell, in order: ``{"status": "ok" | "error" |
     "not run", "seconds", "error"}`` (``error``: the traceback as text). After
     the first error the remaining cells are not run unless ``stop_on_error``
     is false. Widget outputs (tqdm bars) are replaced by their final state as
@@ -819,6 +821,7 @@ def execute_notebook(nb, cwd: Path, *, python: str = sys.executable, timeout: in
                 reports.append({"status": "not run", "seconds": 0.0, "error": None})
                 continue
             start = time.perf_counter()
+            client.timeout = install_timeout if INSTALL_TAG in cell.metadata.get("tags", []) else timeout
             try:
                 client.execute_cell(cell, index)
                 reports.append({"status": "ok", "seconds": time.perf_counter() - start, "error": None})
