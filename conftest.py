@@ -210,12 +210,20 @@ def pytest_unconfigure(config):
         executions.close()
 
 
-def pytest_terminal_summary(terminalreporter):
-    if not _results:
-        return
-    terminalreporter.section("chapter execution times (each chapter executed once, in its own kernel)")
-    cells = []
-    for name, result in _results.items():
-        terminalreporter.write_line(f"{result['wall']:7.1f} s wall {result['cpu']:7.1f} s CPU  {name}")
-        cells += [(c["seconds"], f"{name}::Cell {n}") for n, c in enumerate(result["cells"])]
-    terminalreporter.write_line("slowest cells: " + ", ".join(f"{where} {s:.1f} s" for s, where in sorted(cells)[::-1][:8]))
+def pytest_terminal_summary(terminalreporter, config):
+    if _results:
+        terminalreporter.section("chapter execution times (each chapter executed once, in its own kernel)")
+        cells = []
+        for name, result in _results.items():
+            terminalreporter.write_line(f"{result['wall']:7.1f} s wall {result['cpu']:7.1f} s CPU  {name}")
+            cells += [(c["seconds"], f"{name}::Cell {n}") for n, c in enumerate(result["cells"])]
+        terminalreporter.write_line(f"{sum(r['cpu'] for r in _results.values()):7.1f} s CPU in all chapters")
+        slowest = sorted(cells)[::-1][:8]
+        terminalreporter.write_line("slowest cells: " + ", ".join(f"{where} {s:.1f} s" for s, where in slowest))
+    readers = getattr(config, "reader_notebook_times", None)
+    if readers:
+        terminalreporter.section("reader and student notebooks, run in a fresh environment")
+        for name, (wall, cpu) in readers.items():
+            terminalreporter.write_line(f"{wall:7.1f} s wall {cpu:7.1f} s CPU  {name}")
+        total = sum(cpu for _, cpu in readers.values())
+        terminalreporter.write_line(f"{total:7.1f} s CPU in all (the first run includes installing the package)")

@@ -129,6 +129,8 @@ def runs(notebooks, wheel, fresh_python, tmp_path_factory, request) -> dict:
         futures = {k: pool.submit(export.execute_in_subprocess, todo[k], python=fresh_python, cwd=todo[k].parent)
                    for k in keys[1:]}
         results.update({k: f.result() for k, f in futures.items()})
+    # conftest.py prints these with the chapters' times
+    request.config.reader_notebook_times = {f"{c.stem} ({form})": (r["wall"], r["cpu"]) for (c, form), r in results.items()}
     return results
 
 
