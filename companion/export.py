@@ -162,7 +162,8 @@ def _reference_text(key: str, entry: dict) -> str:
         initials = " ".join(part[0] + "." for part in re.split(r"[\s\-]+", first) if part)
         names.append(f"{last}, {initials}" if initials else last)
     authors = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
-    parts = [f"{authors} ({entry.get('year', 'n.d.')}). {entry.get('title', key).rstrip('.')}."]
+    title = entry.get("title", key).rstrip(".")
+    parts = [f"{authors} ({entry.get('year', 'n.d.')}). {title}{'' if title.endswith(('?', '!')) else '.'}"]
     venue = entry.get("journal") or entry.get("booktitle") or entry.get("publisher") or entry.get("howpublished")
     if venue:
         detail = f"*{venue}*"
