@@ -674,6 +674,8 @@ def reader_notebook(
                 metadata = {"tags": [SOLUTION_TAG], "jupyter": {"source_hidden": True}}
         elif {"hide-input", "hide-cell", "remove-input"} & set(tags):
             metadata = {"jupyter": {"source_hidden": True}}
+        if "raises-exception" in tags:  # a cell that shows an error on purpose (Jupyter and nbclient honour it)
+            metadata.setdefault("tags", []).append("raises-exception")
         cells.append(nbformat.v4.new_code_cell(source, metadata=metadata))
     if in_solution:
         raise ExportError(f"{chapter.name}: a solution-start has no matching solution-end")
