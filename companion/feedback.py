@@ -475,8 +475,11 @@ def train(rule: str, sizes: Sequence[int], x: Tensor, y: Tensor, *, seeds: Seque
         values: dict[str, object] = {}
         values["loss"] = torch.stack(losses).mean(0) if losses else loss(net, x, y)
         if eval_data is not None:
-            values["eval_loss"] = loss(net, *eval_data)
-            values["eval_accuracy"] = accuracy(net, *eval_data)
+            logits = forward(net, eval_data[0]).logits
+            labels = eval_data[1].expand(net.n_seeds, -1)
+            logp = torch.log_softmax(logits, dim=-1)
+            values["eval_loss"] = -logp.gather(-1, labels[..., None]).squeeze(-1).mean(dim=1)
+            values["eval_accuracy"] = (logits.argmax(-1) == labels).double().mean(dim=1)
         px, py = probe
         if rule in ("bp", "fa", "dfa", "readout"):
             for l, a in enumerate(update_angles(net, px, py, rule, feedback)):
