@@ -1,8 +1,7 @@
 """Checkers for chapter 4's code exercises (autoencoders).
 
-torch is imported inside the functions, so that importing the exercise
-registry (which imports every chapter's checkers) stays cheap for the numpy
-chapters.
+torch is imported inside the functions, so that loading this module stays
+cheap. Hidden cases are drawn from the grader's generator ``rng``.
 """
 
 from __future__ import annotations
@@ -10,53 +9,75 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ._core import Case, allclose, register
 
 if TYPE_CHECKING:
     import torch
 
 
-def _gaussian_kl(mu: "torch.Tensor", logvar: "torch.Tensor") -> "torch.Tensor":
-    return 0.5 * (logvar.exp() + mu**2 - 1.0 - logvar).sum(dim=1)
+# -- ch04-kl-diagonal: KL between two diagonal Gaussians (the page derives only p = N(0, I)) --
+
+def _kl_diagonal(mu_q: "torch.Tensor", logvar_q: "torch.Tensor", mu_p: "torch.Tensor",
+                 logvar_p: "torch.Tensor") -> "torch.Tensor":
+    """KL(N(mu_q, diag e^logvar_q) || N(mu_p, diag e^logvar_p)) per row: (n, k) x 4 -> (n,)."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1.0).sum(dim=1)
 
 
-def _kl_case(name: str, n: int, k: int, seed: int, **extra) -> Case:
+def _t(values, rows: int = 1) -> "torch.Tensor":
     import torch
 
-    g = torch.Generator().manual_seed(seed)
-    mu = torch.randn((n, k), generator=g, dtype=torch.float64)
-    logvar = torch.randn((n, k), generator=g, dtype=torch.float64)
-    return Case(name, (mu, logvar), **extra)
+    return torch.tensor(values, dtype=torch.float64).reshape(rows, -1)
 
 
 def _kl_cases() -> list[Case]:
     import torch
 
+    g = torch.Generator().manual_seed(0)
+    mu_q, lv_q, mu_p, lv_p = (torch.randn((5, 3), generator=g, dtype=torch.float64) for _ in range(4))
     zeros = torch.zeros((3, 2), dtype=torch.float64)
     return [
-        Case("q is the prior itself (mu = 0, logvar = 0), 3 rows", (zeros, zeros),
-             hint="KL(p || p) = 0: return one value per row, shape (n,), and check that every term "
-                  "cancels when mu = 0 and logvar = 0"),
-        Case("unit variance, mean 2", (torch.full((1, 1), 2.0, dtype=torch.float64), torch.zeros((1, 1), dtype=torch.float64)),
-             hint="with variance 1 the KL is mu**2 / 2"),
-        Case("variance 4, mean 0", (torch.zeros((1, 1), dtype=torch.float64),
-                                    torch.full((1, 1), math.log(4.0), dtype=torch.float64)),
-             hint="logvar is the log of the variance: the variance is exp(logvar), not logvar"),
-        _kl_case("5 rows, 3 latent dimensions", 5, 3, seed=0,
-                 hint="sum over the latent dimensions (dim=1), one value per row: shape (n,)"),
-        _kl_case("one row, 10 latent dimensions", 1, 10, seed=1, hidden=True),
-        _kl_case("64 rows, 2 latent dimensions", 64, 2, seed=2, hidden=True),
+        Case("q equals p, 3 rows", (mu_q[:3, :2], lv_q[:3, :2], mu_q[:3, :2], lv_q[:3, :2]),
+             hint="KL(q || q) = 0 for every row: return one value per row, shape (n,)"),
+        Case("the order matters: q wider than p", (zeros[:1, :1], zeros[:1, :1], zeros[:1, :1], _t([math.log(0.25)])),
+             hint="KL is not symmetric: KL(q || p) averages log q - log p under q; did you swap q and p?"),
+        Case("equal variances, different means", (_t([1.0]), _t([math.log(4.0)]), _t([-1.0]), _t([math.log(4.0)])),
+             hint="with equal variances the KL is (mu_q - mu_p)**2 / (2 var_p): the mean gap is "
+                  "measured in units of p's variance"),
+        Case("same mean, q narrower than p", (zeros[:1, :1], _t([math.log(0.25)]), zeros[:1, :1], zeros[:1, :1]),
+             hint="KL(N(0, s^2) || N(0, 1)) = (s^2 - 1 - log s^2) / 2; the expectation is taken under q"),
+        Case("p is the prior N(0, I)", (mu_q, lv_q, torch.zeros_like(mu_q), torch.zeros_like(lv_q)),
+             hint="with mu_p = 0 and logvar_p = 0 your formula must reduce to the page's "
+                  "0.5 * sum(exp(logvar) + mu**2 - 1 - logvar)"),
+        Case("5 rows, 3 dimensions, all different", (mu_q, lv_q, mu_p, lv_p),
+             hint="sum over the latent dimensions (dim=1), one value per row"),
     ]
 
 
+def _kl_hidden(rng: np.random.Generator) -> list[Case]:
+    import torch
+
+    cases = []
+    for i in range(3):
+        n, k = int(rng.integers(1, 12)), int(rng.integers(1, 9))
+        scale = float(rng.uniform(0.1, 3.0))
+        args = tuple(torch.from_numpy(scale * rng.standard_normal((n, k))) for _ in range(4))
+        cases.append(Case(f"drawn case {i + 1}: {n} rows, {k} dimensions", args))
+    return cases
+
+
 register(
-    "ch04-gaussian-kl",
-    reference=_gaussian_kl,
+    "ch04-kl-diagonal",
+    reference=_kl_diagonal,
     cases=_kl_cases,
+    hidden=_kl_hidden,
     compare=allclose(rtol=1e-9, atol=1e-12),
-    hint="KL = 0.5 * sum_j (exp(logvar_j) + mu_j**2 - 1 - logvar_j), summed over dim=1",
+    hint="KL = 0.5 * sum_j (logvar_p - logvar_q + (exp(logvar_q) + (mu_q - mu_p)**2) / exp(logvar_p) - 1)",
 )
 
+
+# -- ch04-pca-reconstruct ---------------------------------------------------------------
 
 def _pca_reconstruct(X_train: "torch.Tensor", X: "torch.Tensor", k: int) -> "torch.Tensor":
     import torch
@@ -82,18 +103,27 @@ def _pca_cases() -> list[Case]:
     return [
         _pca_case("20 points in 3-D, 1 component", 20, 3, 5, 1, seed=0,
                   hint="centre with the training mean, project on the top k right singular vectors, add the mean back"),
-        _pca_case("50 points in 6-D, 2 components", 50, 6, 7, 2, seed=1),
+        _pca_case("50 points in 6-D, 2 components", 50, 6, 7, 2, seed=1,
+                  hint="project on the top k directions (the first rows of Vt), not the last ones"),
         _pca_case("all components: exact reconstruction", 30, 4, 3, 4, seed=2,
                   hint="with k = d the projection is the identity, so the output must equal X"),
-        _pca_case("40 points in 10-D, 3 components", 40, 10, 6, 3, seed=3, hidden=True),
-        _pca_case("100 points in 8-D, 5 components", 100, 8, 1, 5, seed=4, hidden=True),
     ]
+
+
+def _pca_hidden(rng: np.random.Generator) -> list[Case]:
+    cases = []
+    for i in range(2):
+        d = int(rng.integers(2, 12))
+        cases.append(_pca_case(f"drawn case {i + 1}", int(rng.integers(d + 2, 120)), d, int(rng.integers(1, 10)),
+                               int(rng.integers(1, d + 1)), seed=int(rng.integers(1 << 30))))
+    return cases
 
 
 register(
     "ch04-pca-reconstruct",
     reference=_pca_reconstruct,
     cases=_pca_cases,
+    hidden=_pca_hidden,
     compare=allclose(rtol=1e-7, atol=1e-8),
     hint="rows of Vt from torch.linalg.svd(X_train - mean) are the principal directions",
 )
