@@ -146,11 +146,13 @@ def test_legacy_hidden_cases_still_run_only_at_grading():
         [("4", False), ("9", True)]
 
 
-def test_hidden_seeds_depend_on_the_secret_and_the_exercise():
+def test_hidden_seeds_depend_on_the_secret_the_exercise_and_the_student():
     a = hidden_seed(b"secret one, long enough", "ch01-derivative")
     assert a == hidden_seed(b"secret one, long enough", "ch01-derivative")
     assert a != hidden_seed(b"secret two, long enough", "ch01-derivative")
     assert a != hidden_seed(b"secret one, long enough", "ch02-xor-backward")
+    assert hidden_seed(b"secret one, long enough", "ch01-derivative", "alice") != \
+        hidden_seed(b"secret one, long enough", "ch01-derivative", "bob")
 
 
 # -- outcomes as plain data ---------------------------------------------------------

@@ -30,7 +30,6 @@ import hashlib
 import hmac
 import json
 import os
-import queue
 import re
 import secrets as _secrets
 import shutil
@@ -175,9 +174,15 @@ def load_handouts(chapter_paths: list[Path]) -> dict[str, Handout]:
     return handouts
 
 
-def hidden_seed(secret: bytes, exercise_id: str) -> int:
-    """The seed of ``exercise_id``'s hidden cases: HMAC-SHA256 of the id under the instructor's secret."""
-    return int.from_bytes(hmac.new(secret, b"hidden-cases/" + exercise_id.encode(), hashlib.sha256).digest()[:8], "big")
+def hidden_seed(secret: bytes, exercise_id: str, student: str = "") -> int:
+    """The seed of a student's hidden cases of ``exercise_id``: an HMAC-SHA256 under the instructor's secret.
+
+    Each student gets their own draw (from the same distribution), so answers
+    to one student's hidden cases, passed on, are useless to another; the same
+    secret gives the same cases again when regrading.
+    """
+    message = f"hidden-cases/{exercise_id}/{student}".encode()
+    return int.from_bytes(hmac.new(secret, message, hashlib.sha256).digest()[:8], "big")
 
 
 def read_secret(path: Path) -> bytes:
@@ -194,13 +199,13 @@ def read_secret(path: Path) -> bytes:
     return data
 
 
-def references(exercise_id: str, secret: bytes) -> list[Reference]:
-    """The exercise's grading cases with the reference's results, computed in this process."""
+def references(exercise_id: str, secret: bytes, student: str = "") -> list[Reference]:
+    """The exercise's grading cases for ``student`` with the reference's results, computed in this process."""
     from companion.coursework.harness import case_fingerprint
 
     exercise = _core.get(exercise_id)
     refs = []
-    for case, hidden in exercise.grading_cases(np.random.default_rng(hidden_seed(secret, exercise_id))):
+    for case, hidden in exercise.grading_cases(np.random.default_rng(hidden_seed(secret, exercise_id, student))):
         fp = case_fingerprint(case)
         start = time.perf_counter()
         expected = _core.Outcome("raised") if case.raises is not None else _core.call(exercise.reference, case)
@@ -405,18 +410,18 @@ class Context:
     refs: dict[str, list[Reference]] = field(default_factory=dict)
     _fingerprint: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
-    slots: queue.Queue = field(default_factory=queue.Queue)
 
-    def references(self, exercise_id: str) -> list[Reference]:
-        """The exercise's cases and reference results; raises CheckerError if the course's checker is broken."""
-        with self.lock:
-            if exercise_id not in self.refs:
+    def references(self, exercise_id: str, student: str = "") -> list[Reference]:
+        """A student's cases and reference results; raises CheckerError if the course's checker is broken."""
+        key = f"{exercise_id}\0{student}"
+        with self.lock:  # the checkers' modules are shared by the worker threads: one at a time
+            if key not in self.refs:
                 try:
-                    self.refs[exercise_id] = references(exercise_id, self.secret)
+                    self.refs[key] = references(exercise_id, self.secret, student)
                 except Exception as err:
-                    self.refs[exercise_id] = CheckerError(f"the course's checker for {exercise_id} cannot be "
-                                                          f"used: {type(err).__name__}: {str(err)[:200]}")
-            found = self.refs[exercise_id]
+                    self.refs[key] = CheckerError(f"the course's checker for {exercise_id} cannot be "
+                                                  f"used: {type(err).__name__}: {str(err)[:200]}")
+            found = self.refs.pop(key) if student else self.refs[key]
             if isinstance(found, CheckerError):
                 raise found
             return found
@@ -538,13 +543,15 @@ def grade_entry(entry: Entry, ctx: Context) -> dict:
         result["chapter"] = entry.chapter
     handout = ctx.handouts.get(entry.chapter)
     if nb is not None and handout is not None:
-        slot = ctx.slots.get()
+        held = None
         try:
-            _grade_in_sandbox(entry, nb, handout, ctx, slot, result)
+            held = sandbox.Account() if ctx.isolation == "sandbox" else None
+            _grade_in_sandbox(entry, nb, handout, ctx, held, result)
         except Exception as err:  # the grader's own failure: say so, keep the class going
             entry.problems.append(f"grading stopped: {type(err).__name__}: {err}")
         finally:
-            ctx.slots.put(slot)
+            if held is not None:
+                held.release()
     if handout is not None:
         for exercise_id in handout.exercises:
             if exercise_id not in result["exercises"]:
@@ -554,9 +561,10 @@ def grade_entry(entry: Entry, ctx: Context) -> dict:
     return result
 
 
-def _grade_in_sandbox(entry: Entry, nb: dict, handout: Handout, ctx: Context, slot: int, result: dict) -> None:
+def _grade_in_sandbox(entry: Entry, nb: dict, handout: Handout, ctx: Context, held, result: dict) -> None:
     s = ctx.settings
-    uid, gid = sandbox.account(slot) if ctx.isolation == "sandbox" else (os.getuid(), os.getgid())
+    uid, gid = (held.uid, held.gid) if held is not None else (os.getuid(), os.getgid())
+    result["account"] = uid
     workdir = Path(tempfile.mkdtemp(prefix="w-", dir=ctx.scratch))
     config = ctx.scratch / f"{workdir.name}.json"
     kernel = None
@@ -581,7 +589,7 @@ def _grade_in_sandbox(entry: Entry, nb: dict, handout: Handout, ctx: Context, sl
         cgroup = sandbox.cgroup_create(f"beyond-backprop-grader/{workdir.name}", s.limits) \
             if ctx.isolation == "sandbox" else ""
         jail = JailConfig(str(workdir), str(workdir / "kernel.json"), uid, gid, list(ctx.hide), _exposed(s, ctx.book), env,
-                          s.limits, namespaces=ctx.isolation == "sandbox", cgroup=cgroup)
+                          s.limits, namespaces=ctx.isolation == "sandbox", cgroup=cgroup, grader_pid=os.getpid())
         sandbox.write_config(config, jail)
         kernel = Kernel(workdir, jail, config, s)
         began = time.perf_counter()
@@ -658,14 +666,17 @@ def _run_exercises(kernel: Kernel, workdir: Path, handout: Handout, ctx: Context
     s = ctx.settings
     deadline = time.perf_counter() + s.notebook_timeout  # the exercises get their own budget
     prepared: dict[str, str] = {}
+    student_refs: dict[str, list[Reference]] = {}
     for exercise_id, function_name in handout.exercises.items():
         out = f"results/{re.sub(r'[^A-Za-z0-9_-]', '_', exercise_id)}"
         try:
-            refs = ctx.references(exercise_id)
+            refs = ctx.references(exercise_id, entry.student)
+            student_refs[exercise_id] = refs
         except CheckerError as err:
             result["exercises"][exercise_id] = _row(ctx, exercise_id, [], f"not graded: {err}")
             continue
-        code = _prepare_code(exercise_id, function_name, hidden_seed(ctx.secret, exercise_id), str(workdir / out),
+        code = _prepare_code(exercise_id, function_name, hidden_seed(ctx.secret, exercise_id, entry.student),
+                             str(workdir / out),
                              s.checkers)
         try:
             ran = kernel.run(code, s.prepare_timeout, remember=True)
@@ -679,7 +690,7 @@ def _run_exercises(kernel: Kernel, workdir: Path, handout: Handout, ctx: Context
         prepared[exercise_id] = out
     for exercise_id, out in prepared.items():
         exercise = _core.get(exercise_id)
-        refs = ctx.references(exercise_id)
+        refs = student_refs[exercise_id]
         problem = ""
         try:
             fd = wire.open_folder(str(workdir), *out.split("/"))
@@ -809,8 +820,6 @@ def grade_class(submissions: list[Path], out_dir: Path, secret: bytes, settings:
     needed = [Path(os.sys.prefix).resolve(), Path(__file__).resolve().parents[2]]
     hide = [h for h in hide if not any(_inside(n, Path(h)) for n in needed)]
     ctx = Context(settings, secret, handouts, chapter_paths[0].parent, hide, scratch, isolation)
-    for slot in range(max(1, settings.jobs)):
-        ctx.slots.put(slot)
     entries = discover(roots, set(handouts), chapter)
     if student is not None:
         entries = [e for e in entries if e.student == student]
@@ -831,7 +840,7 @@ def grade_class(submissions: list[Path], out_dir: Path, secret: bytes, settings:
             _warm_matplotlib(scratch)
         for exercise_id in sorted({x for e in todo for x in handouts.get(e.chapter, Handout("", {}, set(), {})).exercises}):
             try:
-                ctx.references(exercise_id)  # computed once for the class, before any kernel starts
+                ctx.references(exercise_id)  # a broken checker is reported once, before any kernel starts
             except CheckerError as err:
                 print(f"warning: {err}")
         with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:
@@ -843,6 +852,9 @@ def grade_class(submissions: list[Path], out_dir: Path, secret: bytes, settings:
                     progress(result)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if isolation == "sandbox":
+            for controller in ("memory", "pids"):  # the jobs' parent cgroup, when no other run uses it
+                sandbox._rmdir(sandbox.CGROUP_V1 / controller / "beyond-backprop-grader")
     return load_results(out_dir)
 
 

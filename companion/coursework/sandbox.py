@@ -74,6 +74,7 @@ class JailConfig:
     env: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     namespaces: bool = True
+    grader_pid: int = 0  # the launcher ends its kernel when this process is no longer its parent
     cgroup: str = ""  # name of this job's cgroup under the v1 memory and pids controllers
 
 
@@ -87,13 +88,64 @@ def account(slot: int) -> tuple[int, int]:
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-                        "--shell", "/usr/sbin/nologin", "--user-group", name],
-                       check=True, capture_output=True)
-        entry = pwd.getpwnam(name)
+        try:
+            subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                            "--shell", "/usr/sbin/nologin", "--user-group", name],
+                           check=True, capture_output=True)
+            entry = pwd.getpwnam(name)
+        except (OSError, subprocess.CalledProcessError, KeyError):
+            return _unassigned_id(slot)  # no useradd (a minimal image): a uid no account uses
     if entry.pw_uid == 0 or entry.pw_gid == 0:
         raise RuntimeError(f"account {name} is privileged (uid {entry.pw_uid}); remove it")
     return entry.pw_uid, entry.pw_gid
+
+
+LOCKS = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")
+
+
+class Account:
+    """One grading account, held exclusively (a lock file) while a kernel runs under it.
+
+    Concurrent grader runs on one machine never share an account, so one run's
+    clean-up (killing what is left under the account) cannot touch another's kernel.
+    """
+
+    def __init__(self, max_slots: int = 64):
+        import fcntl
+
+        for slot in range(max_slots):
+            fd = os.open(LOCKS / f"{ACCOUNT_PREFIX}{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self.fd, self.slot = fd, slot
+            self.uid, self.gid = account(slot)
+            return
+        raise RuntimeError(f"all {max_slots} grading accounts are in use")
+
+    def release(self) -> None:
+        os.close(self.fd)
+
+
+def _unassigned_id(slot: int) -> tuple[int, int]:
+    import grp
+
+    for uid in range(61000 + slot, 65000, 64):
+        try:
+            pwd.getpwuid(uid)
+            continue
+        except KeyError:
+            pass
+        try:
+            grp.getgrgid(uid)
+            continue
+        except KeyError:
+            pass
+        if not processes_of(uid):
+            return uid, uid
+    raise RuntimeError("no unused uid for the grading account")
 
 
 def namespaces_available() -> bool:
@@ -322,7 +374,7 @@ def _wait_for(child: int) -> int:
             return os.waitstatus_to_exitcode(status)
 
 
-def _watch_parent() -> list[int]:
+def _watch_parent(grader: int) -> list[int]:
     """If the grader dies (even by SIGKILL), kill the kernel's tree instead of leaving it running.
 
     Returns the list to put the child's pid in. Started before ``unshare``: a
@@ -331,7 +383,9 @@ def _watch_parent() -> list[int]:
     import threading
     import time
 
-    parent = os.getppid()
+    parent = grader or os.getppid()
+    if os.getppid() != parent:  # the grader died while this launcher was starting
+        os._exit(1)
     child: list[int] = []
 
     def watch() -> None:
@@ -360,9 +414,9 @@ def launch(cfg: JailConfig, argv: list[str]) -> int:
             _exec_kernel(cfg, argv)
         signal.signal(signal.SIGINT, lambda *_: _send(child, signal.SIGINT))
         signal.signal(signal.SIGTERM, lambda *_: os.killpg(child, signal.SIGKILL))
-        _watch_parent().append(child)
+        _watch_parent(cfg.grader_pid).append(child)
         return _wait_for(child)
-    watched = _watch_parent()
+    watched = _watch_parent(cfg.grader_pid)
     libc = _libc()
     _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
     init = os.fork()
