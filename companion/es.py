@@ -1,7 +1,10 @@
 """Evolution strategies: guess and check on parameters (chapter 8).
 
 OpenAI-ES (Salimans et al. 2017) in numpy, with the toys and the control task
-the chapter trains on. Shapes, for ``d`` parameters and a population of ``n``:
+the chapter trains on, in the order the chapter reads: the toy objectives,
+fitness shaping, the estimator, the optimizer, CartPole policies and their
+training loop, a genetic algorithm for comparison, and ES at scale (a shared
+noise table, workers that exchange only seeds and fitness values). Shapes, for ``d`` parameters and a population of ``n``:
 
 * ``params`` (the centre of the search distribution) has shape (d,)
 * ``ask()`` returns candidates ``params + sigma * noise`` of shape (n, d)
@@ -23,7 +26,6 @@ environment, one episode at a time.
 from __future__ import annotations
 
 import math
-import time
 from typing import Callable, Sequence
 
 import numpy as np
@@ -47,6 +49,39 @@ def _as_vector(x: object, name: str, who: str) -> np.ndarray:
 def _check_positive(value: float, name: str, who: str) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
         raise ValueError(f"{who}: expected {name} to be a positive number, got {value!r}")
+
+
+# ---------------------------------------------------------------- toy objectives
+
+
+def hidden_vector_fitness(W: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The classic toy: ``-||w - target||^2`` for each row of ``W`` (n, d) -> (n,), or (d,) -> scalar."""
+    W = np.asarray(W, dtype=np.float64)
+    t = _as_vector(target, "target", "hidden_vector_fitness")
+    if W.shape[-1:] != t.shape:
+        raise ValueError(f"hidden_vector_fitness: expected W of shape (..., {t.size}), got {W.shape}")
+    return -np.sum((W - t) ** 2, axis=-1)
+
+
+def rosenbrock(X: np.ndarray) -> np.ndarray:
+    """The Rosenbrock function ``sum 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2`` of each row, (n, d) -> (n,) or (d,) -> scalar."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.shape[-1] < 2:
+        raise ValueError(f"rosenbrock: expected at least 2 coordinates in the last axis, got shape {X.shape}")
+    a, b = X[..., :-1], X[..., 1:]
+    return np.sum(100.0 * (b - a**2) ** 2 + (1.0 - a) ** 2, axis=-1)
+
+
+def rosenbrock_gradient(x: np.ndarray) -> np.ndarray:
+    """The closed-form gradient of ``rosenbrock`` at one point, (d,) -> (d,)."""
+    x = _as_vector(x, "x", "rosenbrock_gradient")
+    if x.size < 2:
+        raise ValueError(f"rosenbrock_gradient: expected d >= 2, got shape {x.shape}")
+    g = np.zeros_like(x)
+    a, b = x[:-1], x[1:]
+    g[:-1] += -400.0 * a * (b - a**2) - 2.0 * (1.0 - a)
+    g[1:] += 200.0 * (b - a**2)
+    return g
 
 
 # ---------------------------------------------------------------- fitness shaping
@@ -236,93 +271,6 @@ class OpenAIES:
         return fitness
 
 
-class SimpleGA:
-    """A simple genetic algorithm with the same ``ask``/``tell`` interface.
-
-    Each generation keeps the ``elite`` best candidates unchanged; every other
-    child takes each parameter from one of two parents drawn from the best
-    ``parents`` (uniform crossover) and adds Gaussian mutation of scale
-    ``mutation``. ``best`` is the best candidate seen in the last ``tell``.
-    """
-
-    def __init__(
-        self,
-        params: np.ndarray,
-        population: int = 50,
-        mutation: float = 0.1,
-        parents: int = 10,
-        elite: int = 1,
-        seed: int = 0,
-    ) -> None:
-        theta = _as_vector(params, "params", "SimpleGA")
-        if not isinstance(population, int) or population < 2:
-            raise ValueError(f"SimpleGA: expected population to be an int >= 2, got {population!r}")
-        if not 1 <= parents <= population or not 0 <= elite <= parents:
-            raise ValueError(f"SimpleGA: expected 0 <= elite <= parents <= population, got {elite}, {parents}, {population}")
-        _check_positive(mutation, "mutation", "SimpleGA")
-        self.population, self.mutation, self.parents, self.elite = population, float(mutation), parents, elite
-        self.rng = np.random.default_rng(seed)
-        self._candidates = theta + self.mutation * self.rng.standard_normal((population, theta.size))
-        self.best = theta.copy()
-
-    @property
-    def solution(self) -> np.ndarray:
-        """What the optimizer proposes now: the best candidate of the last generation (d,)."""
-        return self.best
-
-    def ask(self) -> np.ndarray:
-        """This generation's candidates, shape (population, d)."""
-        return self._candidates.copy()
-
-    def tell(self, fitness: np.ndarray) -> None:
-        """Select, cross over and mutate, given the candidates' fitness (population,)."""
-        f = np.asarray(fitness, dtype=np.float64)
-        if f.shape != (self.population,):
-            raise ValueError(f"SimpleGA.tell: expected fitness of shape ({self.population},), got {f.shape}")
-        order = np.argsort(-f, kind="stable")
-        top = self._candidates[order[: self.parents]]
-        self.best = top[0].copy()
-        n_children = self.population - self.elite
-        mothers = top[self.rng.integers(0, self.parents, n_children)]
-        fathers = top[self.rng.integers(0, self.parents, n_children)]
-        mask = self.rng.random(mothers.shape) < 0.5
-        children = np.where(mask, mothers, fathers) + self.mutation * self.rng.standard_normal(mothers.shape)
-        self._candidates = np.concatenate([top[: self.elite], children])
-
-
-# ---------------------------------------------------------------- toy objectives
-
-
-def hidden_vector_fitness(W: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The classic toy: ``-||w - target||^2`` for each row of ``W`` (n, d) -> (n,), or (d,) -> scalar."""
-    W = np.asarray(W, dtype=np.float64)
-    t = _as_vector(target, "target", "hidden_vector_fitness")
-    if W.shape[-1:] != t.shape:
-        raise ValueError(f"hidden_vector_fitness: expected W of shape (..., {t.size}), got {W.shape}")
-    return -np.sum((W - t) ** 2, axis=-1)
-
-
-def rosenbrock(X: np.ndarray) -> np.ndarray:
-    """The Rosenbrock function ``sum 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2`` of each row, (n, d) -> (n,) or (d,) -> scalar."""
-    X = np.asarray(X, dtype=np.float64)
-    if X.shape[-1] < 2:
-        raise ValueError(f"rosenbrock: expected at least 2 coordinates in the last axis, got shape {X.shape}")
-    a, b = X[..., :-1], X[..., 1:]
-    return np.sum(100.0 * (b - a**2) ** 2 + (1.0 - a) ** 2, axis=-1)
-
-
-def rosenbrock_gradient(x: np.ndarray) -> np.ndarray:
-    """The closed-form gradient of ``rosenbrock`` at one point, (d,) -> (d,)."""
-    x = _as_vector(x, "x", "rosenbrock_gradient")
-    if x.size < 2:
-        raise ValueError(f"rosenbrock_gradient: expected d >= 2, got shape {x.shape}")
-    g = np.zeros_like(x)
-    a, b = x[:-1], x[1:]
-    g[:-1] += -400.0 * a * (b - a**2) - 2.0 * (1.0 - a)
-    g[1:] += 200.0 * (b - a**2)
-    return g
-
-
 # ---------------------------------------------------------------- policies
 
 
@@ -435,15 +383,6 @@ def evaluate_gym(
         raise ValueError(str(err).replace("gym_returns", "evaluate_gym")) from None
 
 
-def evaluate_gym_population(args: tuple[LinearPolicy, np.ndarray, str, int, int]) -> np.ndarray:
-    """``evaluate_gym`` mean return for each row of params (m, n_params): one task for a process pool.
-
-    ``args`` is ``(policy, params, env_id, episodes, seed)``; returns shape (m,).
-    """
-    policy, params, env_id, episodes, seed = args
-    return np.array([evaluate_gym(policy, p, env_id, episodes, seed).mean() for p in np.atleast_2d(params)])
-
-
 class CartPoleRun:
     """What ``train_cartpole`` records for each optimizer.
 
@@ -515,12 +454,291 @@ def train_cartpole(
     return run
 
 
-def evaluate_gym_chunk(args: tuple[LinearPolicy, np.ndarray, str, int, int]) -> tuple[np.ndarray, float]:
-    """``evaluate_gym_population`` that also reports the CPU seconds this process spent on it.
+# ---------------------------------------------------------------- a genetic algorithm, for comparison
 
-    Returns ``(mean returns of shape (m,), cpu_seconds)``; the CPU time does not
-    count time spent waiting for a core, so it measures the work itself.
+
+class SimpleGA:
+    """A simple genetic algorithm with the same ``ask``/``tell`` interface.
+
+    Each generation keeps the ``elite`` best candidates unchanged; every other
+    child takes each parameter from one of two parents drawn from the best
+    ``parents`` (uniform crossover) and adds Gaussian mutation of scale
+    ``mutation``. ``best`` is the best candidate seen in the last ``tell``.
     """
-    start = time.process_time()
-    returns = evaluate_gym_population(args)
-    return returns, time.process_time() - start
+
+    def __init__(
+        self,
+        params: np.ndarray,
+        population: int = 50,
+        mutation: float = 0.1,
+        parents: int = 10,
+        elite: int = 1,
+        seed: int = 0,
+    ) -> None:
+        theta = _as_vector(params, "params", "SimpleGA")
+        if not isinstance(population, int) or population < 2:
+            raise ValueError(f"SimpleGA: expected population to be an int >= 2, got {population!r}")
+        if not 1 <= parents <= population or not 0 <= elite <= parents:
+            raise ValueError(f"SimpleGA: expected 0 <= elite <= parents <= population, got {elite}, {parents}, {population}")
+        _check_positive(mutation, "mutation", "SimpleGA")
+        self.population, self.mutation, self.parents, self.elite = population, float(mutation), parents, elite
+        self.rng = np.random.default_rng(seed)
+        self._candidates = theta + self.mutation * self.rng.standard_normal((population, theta.size))
+        self.best = theta.copy()
+
+    @property
+    def solution(self) -> np.ndarray:
+        """What the optimizer proposes now: the best candidate of the last generation (d,)."""
+        return self.best
+
+    def ask(self) -> np.ndarray:
+        """This generation's candidates, shape (population, d)."""
+        return self._candidates.copy()
+
+    def tell(self, fitness: np.ndarray) -> None:
+        """Select, cross over and mutate, given the candidates' fitness (population,)."""
+        f = np.asarray(fitness, dtype=np.float64)
+        if f.shape != (self.population,):
+            raise ValueError(f"SimpleGA.tell: expected fitness of shape ({self.population},), got {f.shape}")
+        order = np.argsort(-f, kind="stable")
+        top = self._candidates[order[: self.parents]]
+        self.best = top[0].copy()
+        n_children = self.population - self.elite
+        mothers = top[self.rng.integers(0, self.parents, n_children)]
+        fathers = top[self.rng.integers(0, self.parents, n_children)]
+        mask = self.rng.random(mothers.shape) < 0.5
+        children = np.where(mask, mothers, fathers) + self.mutation * self.rng.standard_normal(mothers.shape)
+        self._candidates = np.concatenate([top[: self.elite], children])
+
+
+# ---------------------------------------------------------------- ES at scale: seeds and scalars only
+
+
+class NoiseTable:
+    """A block of standard-normal numbers every process builds from one seed.
+
+    ``get(i, dim)`` is the perturbation that starts at index ``i``: rows
+    ``noise[i : i + dim]``. Two processes that built the table from the same
+    ``seed`` agree on every perturbation, so a perturbation travels as one
+    integer, not as ``dim`` floats (Salimans et al. 2017, section 2.1).
+    ``size`` float32 values take ``4 * size`` bytes in each process.
+    """
+
+    def __init__(self, size: int = 2**22, seed: int = 0) -> None:
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"NoiseTable: expected size to be a positive int, got {size!r}")
+        self.size, self.seed = size, seed
+        self.noise = np.random.default_rng(seed).standard_normal(size, dtype=np.float32)
+
+    def sample_index(self, rng: np.random.Generator, dim: int, count: int) -> np.ndarray:
+        """``count`` start indices (int64) of perturbations of length ``dim``."""
+        if dim > self.size:
+            raise ValueError(f"NoiseTable.sample_index: expected dim <= table size {self.size}, got {dim}")
+        return rng.integers(0, self.size - dim + 1, count)
+
+    def get(self, index: int, dim: int) -> np.ndarray:
+        """The perturbation (dim,) float64 that starts at ``index``."""
+        return self.noise[index:index + dim].astype(np.float64)
+
+
+class _Update:
+    """One generation's update as it travels: noise indices (m,) and shaped weights (2m,)."""
+
+    __slots__ = ("indices", "weights")
+
+    def __init__(self, indices: np.ndarray, weights: np.ndarray) -> None:
+        self.indices, self.weights = indices, weights
+
+
+class _Replica:
+    """The parameters and optimizer state one process keeps, updated from seeds and scalars."""
+
+    def __init__(self, params: np.ndarray, sigma: float, lr: float, weight_decay: float,
+                 optimizer: str, table: NoiseTable) -> None:
+        self.opt = OpenAIES(params, sigma=sigma, lr=lr, population=2, shaping="none",
+                            weight_decay=weight_decay, optimizer=optimizer)
+        self.table = table
+        self.generation = 0
+
+    def noise(self, indices: np.ndarray) -> np.ndarray:
+        """Antithetic noise (2m, d) for m indices: +eps_i then -eps_i."""
+        d = self.opt.params.size
+        half = np.stack([self.table.get(int(i), d) for i in indices]) if len(indices) else np.zeros((0, d))
+        return np.concatenate([half, -half])
+
+    def apply(self, update: _Update) -> None:
+        """The same OpenAI-ES step every replica takes, from indices and shaped fitness alone."""
+        noise = self.noise(update.indices)
+        self.opt.population = len(noise)
+        self.opt._noise = noise
+        self.opt.tell(update.weights)
+        self.generation += 1
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(params: np.ndarray, sigma: float, lr: float, weight_decay: float, optimizer: str,
+                 table_size: int, table_seed: int, fitness: Callable[[np.ndarray], np.ndarray]) -> None:
+    import os
+
+    _WORKER.clear()
+    _WORKER.update(replica=_Replica(params, sigma, lr, weight_decay, optimizer,
+                                    NoiseTable(table_size, table_seed)),
+                   fitness=fitness, pid=os.getpid())
+
+
+def _worker_evaluate(task: tuple[int, list[_Update], np.ndarray]) -> tuple[int, int, np.ndarray]:
+    """A worker's job: catch up on the updates it missed, then evaluate its perturbations.
+
+    ``task`` is ``(first, updates, indices)``: the updates of generations
+    ``first, first + 1, ...`` and m noise indices. Returns ``(pid, generation,
+    fitness (2m,))``, the fitness of ``params + sigma * eps`` then of ``params - sigma * eps``.
+    """
+    first, updates, indices = task
+    replica = _WORKER["replica"]
+    if replica.generation < first:
+        raise RuntimeError(f"ES worker {_WORKER['pid']} is at generation {replica.generation} "
+                           f"but was sent updates from generation {first}")
+    for update in updates[replica.generation - first:]:
+        replica.apply(update)
+    candidates = replica.opt.params + replica.opt.sigma * replica.noise(indices)
+    fitness = np.asarray(_WORKER["fitness"](candidates), dtype=np.float64)
+    return _WORKER["pid"], replica.generation, fitness
+
+
+class SerialPool:
+    """A stand-in for ``multiprocessing.Pool`` that runs the tasks here, in order (for tests)."""
+
+    n_workers = 1
+
+    def __init__(self, processes: int = 1, initializer: Callable | None = None, initargs: tuple = ()) -> None:
+        self._state: dict = {}
+        saved = dict(_WORKER)
+        if initializer is not None:
+            initializer(*initargs)
+        self._state = dict(_WORKER)
+        _WORKER.clear()
+        _WORKER.update(saved)
+
+    def map(self, fn: Callable, tasks: Sequence) -> list:
+        saved = dict(_WORKER)
+        _WORKER.clear()
+        _WORKER.update(self._state)
+        try:
+            return [fn(t) for t in tasks]
+        finally:
+            self._state = dict(_WORKER)
+            _WORKER.clear()
+            _WORKER.update(saved)
+
+    def __enter__(self) -> "SerialPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+class DistributedES:
+    """OpenAI-ES over a process pool, exchanging only seeds and fitness values (chapter 8, "ES at scale").
+
+    Every process (the master and each worker) builds the same
+    :class:`NoiseTable` from ``table_seed`` and keeps its own copy of the
+    parameters. Each generation the master sends every task a handful of
+    noise *indices* and the updates its worker may have missed (indices and
+    shaped fitness of earlier generations: scalars); the worker returns one
+    fitness per perturbation; the master ranks them and every process applies
+    the same update to its own copy. No parameter vector ever travels after
+    the start. ``pool_factory(processes, initializer=..., initargs=...)`` is
+    ``multiprocessing.get_context(...).Pool``, :class:`SerialPool`, or any
+    drop-in such as ``ray.util.multiprocessing.Pool``.
+
+    ``bytes_sent`` / ``bytes_received`` count the pickled tasks and results
+    per generation (what a pool actually transmits, up to framing).
+    """
+
+    def __init__(self, params: np.ndarray, fitness: Callable[[np.ndarray], np.ndarray],
+                 pool_factory: Callable = SerialPool, processes: int = 2, population: int = 50,
+                 sigma: float = 0.1, lr: float = 0.01, weight_decay: float = 0.0,
+                 optimizer: str = "sgd", table_size: int = 2**20, table_seed: int = 0,
+                 seed: int = 0) -> None:
+        theta = _as_vector(params, "params", "DistributedES")
+        if not isinstance(population, int) or population < 2 or population % 2:
+            raise ValueError(f"DistributedES: expected an even population >= 2, got {population!r}")
+        if not isinstance(processes, int) or processes < 1:
+            raise ValueError(f"DistributedES: expected processes to be a positive int, got {processes!r}")
+        self.population, self.processes, self.fitness = population, processes, fitness
+        self.table = NoiseTable(table_size, table_seed)
+        self.replica = _Replica(theta, sigma, lr, weight_decay, optimizer, self.table)
+        self.rng = np.random.default_rng(seed)
+        self.log: list[_Update] = []
+        self.worker_generation: dict[int, int] = {}
+        self.bytes_sent: list[int] = []
+        self.bytes_received: list[int] = []
+        initargs = (theta, sigma, lr, weight_decay, optimizer, table_size, table_seed, fitness)
+        self.pool = pool_factory(processes, initializer=_worker_init, initargs=initargs)
+
+    @property
+    def params(self) -> np.ndarray:
+        """The master's copy of the centre (d,); every worker holds the same numbers."""
+        return self.replica.opt.params
+
+    def step(self) -> np.ndarray:
+        """One generation. Returns the fitness of the population (population,), +eps half first."""
+        import pickle
+
+        d = self.params.size
+        indices = self.table.sample_index(self.rng, d, self.population // 2)
+        chunks = np.array_split(indices, self.processes)
+        # a worker we have not heard from may be at generation 0; the others at least where they were
+        first = min(self.worker_generation.values(), default=0)
+        if len(self.worker_generation) < getattr(self.pool, "n_workers", self.processes):
+            first = 0
+        tasks = [(first, self.log[first:], chunk) for chunk in chunks]
+        self.bytes_sent.append(sum(len(pickle.dumps(t)) for t in tasks))
+        results = self.pool.map(_worker_evaluate, tasks)
+        self.bytes_received.append(sum(len(pickle.dumps(r)) for r in results))
+        generation = len(self.log)
+        for pid, worker_gen, _ in results:
+            if worker_gen != generation:
+                raise RuntimeError(f"DistributedES: worker {pid} evaluated generation {worker_gen}, "
+                                   f"expected {generation}")
+            self.worker_generation[pid] = worker_gen
+        plus = np.concatenate([f[: len(f) // 2] for _, _, f in results])
+        minus = np.concatenate([f[len(f) // 2:] for _, _, f in results])
+        fitness = np.concatenate([plus, minus])
+        update = _Update(indices, centered_ranks(fitness))
+        self.replica.apply(update)
+        self.log.append(update)
+        return fitness
+
+    def parameter_protocol_bytes(self) -> int:
+        """Bytes per generation if the master sent each candidate's parameter vector instead.
+
+        The pickled (population, d) float64 candidates, split over the tasks as
+        above, plus the same fitness values back.
+        """
+        import pickle
+
+        candidates = np.zeros((self.population, self.params.size))
+        sent = sum(len(pickle.dumps(c)) for c in np.array_split(candidates, self.processes))
+        return sent + (self.bytes_received[-1] if self.bytes_received else 0)
+
+    def close(self) -> None:
+        close = getattr(self.pool, "close", None)
+        if close is not None:
+            close()
+            getattr(self.pool, "join", lambda: None)()
+
+
+class CartPoleFitness:
+    """A picklable fitness for process pools: mean CartPole-v1 return of each candidate row.
+
+    ``CartPoleFitness(policy, episodes, seed)(params (n, n_params)) -> (n,)``.
+    """
+
+    def __init__(self, policy: LinearPolicy, episodes: int = 1, seed: int = 0) -> None:
+        self.policy, self.episodes, self.seed = policy, episodes, seed
+
+    def __call__(self, params: np.ndarray) -> np.ndarray:
+        return evaluate_cartpole(self.policy, params, self.episodes, self.seed).mean(axis=1)

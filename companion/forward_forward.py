@@ -17,22 +17,34 @@ Shapes, for a batch of n examples, ``num_classes`` = C labels and layer sizes
 * layer l: ``W`` (d_{l+1}, d_l), ``b`` (d_{l+1},); activity (n, d_{l+1}); goodness (n,)
 * ``goodness_per_label``: (n, C, L), the goodness of every layer for every candidate label
 
-Also here: the one-pass linear read-out, a backprop network of the same
-architecture for comparison, and a meter of the bytes autograd saves for a
-backward pass.
+Also here: ``StackedFFNet``, k Forward-Forward nets under k seeds (and, if
+asked, k learning rates) trained as one batched model; the one-pass linear
+read-out; and a backprop network of the same architecture for comparison
+(both trained by ``companion.training.fit``). What a step keeps in memory is
+measured with ``companion.measure.saved_tensor_bytes``.
+
+Conventions, named (widely copied reimplementations differ on each):
+
+* goodness is the *sum* of squared activities with threshold ``theta`` (10
+  here); many reimplementations use the *mean* of squares with theta = 2,
+  which is the sum with theta = 2 * width (1000 for 500 units);
+* the loss is written with ``F.softplus``; the forms ``-log(sigmoid(z))``
+  and ``log(1 + exp(z))`` compute the same function but overflow to inf
+  once the goodness is far from theta.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
-
-from companion.measure import saved_tensor_bytes  # noqa: F401  (chapter 7 still calls ff.saved_tensor_bytes)
 import torch.nn.functional as F
 from torch import Tensor
+
+from companion.seeds import StackedLinear
+from companion.training import fit, generator, mlp, progress as progress_bar
 
 # --------------------------------------------------------------------------- checks
 
@@ -260,8 +272,9 @@ class FFHistory:
         return torch.stack(getattr(self, name))
 
 
-def train_ff(net: FFNet, X: Tensor, y: Tensor, epochs: int, batch_size: int = 50, num_classes: int = 10,
-             replace: bool = False, seed: int = 0, progress: Callable | None = None) -> FFHistory:
+def train_ff(net: "FFNet | StackedFFNet", X: Tensor, y: Tensor, epochs: int, batch_size: int = 50,
+             num_classes: int = 10, replace: bool = False, seed: int = 0,
+             progress: bool = False) -> FFHistory:
     """Train every layer of ``net`` at once, each on its own loss, on images X (n, p) with labels y (n,).
 
     Each batch is shown twice, as positive data (true labels) and negative
@@ -269,9 +282,15 @@ def train_ff(net: FFNet, X: Tensor, y: Tensor, epochs: int, batch_size: int = 50
     and each layer takes one step of its own optimizer on the detached output
     of the layer below. Only one layer's autograd graph exists at a time.
 
-    Args:
-        progress: optional wrapper of the epoch iterator (e.g. ``tqdm.auto.tqdm``).
+    A :class:`StackedFFNet` trains its k members at once; member i draws its
+    shuffles and wrong labels from ``generator(net.seeds[i])`` in the same
+    order as ``train_ff(FFNet(..., seed=s), ..., seed=s)`` does alone (``seed``
+    is then not used), and the history's entries have shape (k, L).
+
+    Taught in chapter 7, "Training on the digits".
     """
+    if isinstance(net, StackedFFNet):
+        return _train_stacked(net, X, y, epochs, batch_size, num_classes, replace, progress)
     X = _check_images(X, "X")
     y = _check_labels(y, X.shape[0], num_classes, "y")
     if not isinstance(epochs, int) or epochs < 1:
@@ -279,7 +298,7 @@ def train_ff(net: FFNet, X: Tensor, y: Tensor, epochs: int, batch_size: int = 50
     net._check_width(embed_label(X[:1], y[:1], num_classes, replace))
     generator = torch.Generator().manual_seed(seed)
     history = FFHistory()
-    epoch_iter = progress(range(epochs)) if progress else range(epochs)
+    epoch_iter = progress_bar(range(epochs), progress, desc="Forward-Forward", mininterval=5)
     n, L = X.shape[0], len(net.layers)
     for _ in epoch_iter:
         sums = torch.zeros(3, L)
@@ -306,13 +325,14 @@ def predict(net: FFNet, X: Tensor, num_classes: int = 10, skip_first: bool = Fal
 
     ``skip_first`` leaves the first layer out of the sum, as the paper does
     for deeper networks. Costs ``num_classes`` forward passes.
+    With a :class:`StackedFFNet` the result is (k, n), one row per member.
     """
-    table = net.goodness_per_label(X, num_classes, replace)
+    table = net.goodness_per_label(X, num_classes, replace)  # (..., n, C, L)
     if skip_first:
-        if table.shape[2] < 2:
+        if table.shape[-1] < 2:
             raise ValueError("predict: skip_first needs at least two layers")
-        table = table[:, :, 1:]
-    return table.sum(dim=2).argmax(dim=1)
+        table = table[..., 1:]
+    return table.sum(dim=-1).argmax(dim=-1)
 
 
 # --------------------------------------------------------------------------- the one-pass linear read-out
@@ -320,74 +340,195 @@ def predict(net: FFNet, X: Tensor, num_classes: int = 10, skip_first: bool = Fal
 
 @torch.no_grad()
 def readout_features(net: FFNet, X: Tensor, num_classes: int = 10, skip_first: bool = False, replace: bool = False) -> Tensor:
-    """The normalized activities of the layers for the neutral label, concatenated: (n, p) -> (n, sum d_l)."""
+    """The normalized activities of the layers for the neutral label, concatenated: (n, p) -> (n, sum d_l).
+
+    With a :class:`StackedFFNet`: (k, n, sum d_l).
+    """
     acts = net.activities(neutral_label(_check_images(X), num_classes, replace))
     if skip_first:
         acts = acts[1:]
-    return torch.cat([normalize(a) for a in acts], dim=1)
+    return torch.cat([a / (a.norm(dim=-1, keepdim=True) + 1e-8) for a in acts], dim=-1)
 
 
 def fit_linear_readout(features: Tensor, y: Tensor, num_classes: int = 10, steps: int = 300, lr: float = 0.05,
                        seed: int = 0) -> torch.nn.Linear:
-    """A softmax classifier on fixed features (n, k), full batch with Adam. Nothing flows into the net."""
+    """A softmax classifier on fixed features (n, k): ``steps`` full-batch Adam steps of ``fit``.
+
+    Nothing flows into the network that made the features. Returns the
+    ``nn.Linear(k, num_classes)`` (initialized by ``mlp([k, num_classes], seed=seed)``).
+    Taught in chapter 7, "A one-pass linear classifier".
+    """
     features = _check_images(features, "features").detach()
     y = _check_labels(y, features.shape[0], num_classes, "y")
-    generator = torch.Generator().manual_seed(seed)
-    readout = torch.nn.Linear(features.shape[1], num_classes)
-    with torch.no_grad():
-        bound = 1 / math.sqrt(features.shape[1])
-        readout.weight.copy_(_uniform(tuple(readout.weight.shape), bound, generator))
-        readout.bias.zero_()
-    optimizer = torch.optim.Adam(readout.parameters(), lr=lr, fused=True)
-    for _ in range(steps):
-        loss = F.cross_entropy(readout(features), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return readout
+    readout = mlp([features.shape[1], num_classes], seed=seed)
+    fit(readout, features, y, epochs=steps, batch_size=features.shape[0], lr=lr, seed=seed)
+    return readout[0]
 
 
 # --------------------------------------------------------------------------- backprop on the same architecture
 
 
 def backprop_net(sizes: Sequence[int], num_classes: int = 10, seed: int = 0) -> torch.nn.Sequential:
-    """Linear-ReLU layers of widths ``sizes`` and a linear read-out to ``num_classes`` logits, seeded."""
+    """Linear-ReLU layers of widths ``sizes`` and a linear read-out to ``num_classes`` logits:
+    ``companion.training.mlp([*sizes, num_classes], seed=seed)``."""
     if len(sizes) < 2:
         raise ValueError(f"backprop_net: expected at least two sizes, got {list(sizes)}")
-    generator = torch.Generator().manual_seed(seed)
-    modules: list[torch.nn.Module] = []
-    widths = [*sizes, num_classes]
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        linear = torch.nn.Linear(a, b)
-        with torch.no_grad():
-            linear.weight.copy_(_uniform((b, a), 1 / math.sqrt(a), generator))
-            linear.bias.copy_(_uniform((b,), 1 / math.sqrt(a), generator))
-        modules.append(linear)
-        if i < len(widths) - 2:
-            modules.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*modules)
+    return mlp([*sizes, num_classes], seed=seed)
 
 
-def train_backprop(model: torch.nn.Module, X: Tensor, y: Tensor, epochs: int, batch_size: int = 50, lr: float = 0.01,
-                   num_classes: int = 10, seed: int = 0, progress: Callable | None = None) -> list[float]:
-    """Cross-entropy and Adam, end to end, same batches as ``train_ff``. Returns the mean loss per epoch."""
+def train_backprop(model: torch.nn.Module, X: Tensor, y: Tensor, epochs: int, batch_size: int = 50, lr: float = 0.001,
+                   num_classes: int = 10, seed: int = 0, progress: bool = False) -> list[float]:
+    """Cross-entropy and Adam, end to end (``companion.training.fit``). Returns the mean loss per epoch."""
     X = _check_images(X, "X")
     y = _check_labels(y, X.shape[0], num_classes, "y")
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"train_backprop: expected epochs to be a positive int, got {epochs!r}")
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-    losses = []
-    epoch_iter = progress(range(epochs)) if progress else range(epochs)
-    for _ in epoch_iter:
-        order = torch.randperm(X.shape[0], generator=generator)
-        total, batches = 0.0, 0
-        for start in range(0, X.shape[0], batch_size):
-            idx = order[start:start + batch_size]
-            loss = F.cross_entropy(model(X[idx]), y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, batches = total + float(loss.detach()), batches + 1
-        losses.append(total / batches)
-    return losses
+    history = fit(model, X, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
+    return [float(v) for v in history["loss"][1:]]
+
+
+# --------------------------------------------------------------------------- many seeds at once
+
+
+class StackedFFNet(torch.nn.Module):
+    """k ``FFNet(sizes, theta, lr, seed)`` as one batched model, one member per seed.
+
+    Member i starts from exactly the weights ``FFNet(sizes, theta, lr[i],
+    seeds[i])`` draws. Each layer holds a :class:`~companion.seeds.StackedLinear`
+    (weight (k, d_in, d_out)); the layer's loss is the sum of the members'
+    losses, so each member's gradient is what it would be alone, and Adam,
+    written out here because it is elementwise, uses each member's own
+    learning rate ``lr[i]``. ``lr`` is one number or one per member, so one
+    run can also compare learning rates. Activities have shape (k, n, d).
+
+    Taught in chapter 7, "One seed is not a result".
+    """
+
+    def __init__(self, sizes: Sequence[int], seeds: Sequence[int], theta: float = 10.0,
+                 lr: float | Sequence[float] = 0.01) -> None:
+        super().__init__()
+        self.seeds = [int(s) for s in seeds]
+        if not self.seeds:
+            raise ValueError("StackedFFNet: expected at least one seed, got none")
+        self.n_seeds = len(self.seeds)
+        lrs = [float(lr)] * self.n_seeds if isinstance(lr, (int, float)) else [float(v) for v in lr]
+        if len(lrs) != self.n_seeds or min(lrs) <= 0:
+            raise ValueError(f"StackedFFNet: expected lr > 0, one number or {self.n_seeds}, got {lr!r}")
+        nets = [FFNet(sizes, theta, 0.01, seed=s) for s in self.seeds]
+        self.layers = torch.nn.ModuleList()
+        for l in range(len(sizes) - 1):
+            weight = torch.stack([net.layers[l].weight.detach().T for net in nets])
+            bias = torch.stack([net.layers[l].bias.detach()[None] for net in nets])
+            self.layers.append(StackedLinear(weight.clone(), bias.clone()))
+        self.theta = float(theta)
+        self.lr = torch.tensor(lrs).reshape(-1, 1, 1)
+        self._adam = [{"m": torch.zeros_like(p), "v": torch.zeros_like(p), "t": 0}
+                      for p in self.parameters()]
+
+    @property
+    def in_features(self) -> int:
+        return self.layers[0].weight.shape[1]
+
+    def layer_forward(self, l: int, x: Tensor) -> Tensor:
+        """Layer l: (k, n, d_in) (or (n, d_in), shared) -> (k, n, d_out); the input is detached."""
+        x = x.detach()
+        return F.relu(self.layers[l](x / (x.norm(dim=-1, keepdim=True) + 1e-8)))
+
+    @torch.no_grad()
+    def activities(self, x: Tensor) -> list[Tensor]:
+        """Every layer's activity, (k, n, d_l) each, for input (n, d0) or (k, n, d0)."""
+        out = []
+        for l in range(len(self.layers)):
+            x = self.layer_forward(l, x)
+            out.append(x)
+        return out
+
+    def _adam_step(self, l: int) -> None:
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        params = list(self.layers[l].parameters())
+        offset = sum(len(list(self.layers[j].parameters())) for j in range(l))
+        with torch.no_grad():
+            for p, state in zip(params, self._adam[offset:offset + len(params)]):
+                state["t"] += 1
+                state["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
+                state["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                m_hat = state["m"] / (1 - b1 ** state["t"])
+                v_hat = state["v"] / (1 - b2 ** state["t"])
+                p.sub_(self.lr * m_hat / (v_hat.sqrt() + eps))
+                p.grad = None
+
+    def train_step(self, l: int, x_pos: Tensor, x_neg: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One local update of layer l for every member: inputs (k, n, d_in) each.
+
+        Returns the detached outputs (k, n, d_out) and the losses before the update, (k,).
+        """
+        h = self.layer_forward(l, torch.cat([x_pos, x_neg], dim=1))
+        n = x_pos.shape[1]
+        g = goodness_stacked(h)
+        losses = torch.cat([F.softplus(self.theta - g[:, :n]), F.softplus(g[:, n:] - self.theta)], 1)
+        per_member = losses.mean(1)
+        per_member.sum().backward()
+        self._adam_step(l)
+        return h[:, :n].detach(), h[:, n:].detach(), per_member.detach()
+
+    @torch.no_grad()
+    def goodness_per_label(self, x: Tensor, num_classes: int = 10, replace: bool = False) -> Tensor:
+        """The goodness of every layer for every candidate label: (n, p) -> (k, n, num_classes, L)."""
+        x = _check_images(x)
+        table = torch.empty(self.n_seeds, x.shape[0], num_classes, len(self.layers))
+        for c in range(num_classes):
+            embedded = embed_label(x, torch.full((x.shape[0],), c, dtype=torch.long), num_classes, replace)
+            if embedded.shape[1] != self.in_features:
+                raise ValueError(f"StackedFFNet: expected label-embedded inputs of width "
+                                 f"{self.in_features}, got {embedded.shape[1]}")
+            for l, h in enumerate(self.activities(embedded)):
+                table[:, :, c, l] = goodness_stacked(h)
+        return table
+
+    def unstack(self, i: int) -> FFNet:
+        """Member i as a plain :class:`FFNet` (a copy of its current weights)."""
+        sizes = [self.in_features] + [layer.weight.shape[2] for layer in self.layers]
+        net = FFNet(sizes, self.theta, float(self.lr[i]), seed=self.seeds[i])
+        with torch.no_grad():
+            for layer, stacked in zip(net.layers, self.layers):
+                layer.weight.copy_(stacked.weight[i].T)
+                layer.bias.copy_(stacked.bias[i, 0])
+        return net
+
+
+def goodness_stacked(h: Tensor) -> Tensor:
+    """Sum of squares over the last axis: (k, n, d) -> (k, n)."""
+    return h.pow(2).sum(dim=-1)
+
+
+def _train_stacked(net: StackedFFNet, X: Tensor, y: Tensor, epochs: int, batch_size: int,
+                   num_classes: int, replace: bool, progress: bool) -> FFHistory:
+    X = _check_images(X, "X")
+    y = _check_labels(y, X.shape[0], num_classes, "y")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"train_ff: expected epochs to be a positive int, got {epochs!r}")
+    width = embed_label(X[:1], y[:1], num_classes, replace).shape[1]
+    if width != net.in_features:
+        raise ValueError(f"FFNet: expected label-embedded inputs of width {net.in_features}, got {width}")
+    generators = [generator(s) for s in net.seeds]
+    history = FFHistory()
+    n, k, L = X.shape[0], net.n_seeds, len(net.layers)
+    for _ in progress_bar(range(epochs), progress, desc="Forward-Forward", mininterval=5):
+        sums = torch.zeros(3, k, L)
+        orders = [torch.randperm(n, generator=g) for g in generators]
+        batches = 0
+        for start in range(0, n, batch_size):
+            idx = [o[start:start + batch_size] for o in orders]
+            wrong = [wrong_labels(y[i], num_classes, g) for i, g in zip(idx, generators)]
+            x_pos = torch.stack([embed_label(X[i], y[i], num_classes, replace) for i in idx])
+            x_neg = torch.stack([embed_label(X[i], w, num_classes, replace) for i, w in zip(idx, wrong)])
+            for l in range(L):
+                x_pos, x_neg, loss = net.train_step(l, x_pos, x_neg)
+                sums[0, :, l] += goodness_stacked(x_pos).mean(1)
+                sums[1, :, l] += goodness_stacked(x_neg).mean(1)
+                sums[2, :, l] += loss
+            batches += 1
+        history.g_pos.append(sums[0] / batches)
+        history.g_neg.append(sums[1] / batches)
+        history.loss.append(sums[2] / batches)
+    return history

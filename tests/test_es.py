@@ -212,11 +212,69 @@ def test_ch08_checker_accepts_the_reference_and_explains_a_wrong_answer():
     assert any(len(np.unique(c.args[0])) < len(c.args[0]) for c in drawn)  # draws include ties
 
 
-def test_gym_chunk_evaluation_matches_one_by_one_and_reports_cpu_time():
-    from companion.es import evaluate_gym_chunk
+def test_adam_step_matches_torch_adam_maximizing():
+    import torch
 
-    params = np.array([[0.0, 0.5, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
-    returns, cpu = evaluate_gym_chunk((LinearPolicy(), params, "CartPole-v1", 2, 3))
-    expected = [evaluate_gym(LinearPolicy(), p, episodes=2, seed=3).mean() for p in params]
-    np.testing.assert_array_equal(returns, expected)
-    assert returns[0] == 500.0 and returns[1] < 20 and cpu > 0
+    rng = np.random.default_rng(0)
+    es = OpenAIES(rng.standard_normal(6), sigma=0.1, lr=0.05, population=10, shaping="none",
+                  optimizer="adam", seed=1)
+    theta = torch.tensor(es.params.copy(), requires_grad=True)
+    adam = torch.optim.Adam([theta], lr=0.05, betas=(0.9, 0.999), eps=1e-8, maximize=True)
+    for _ in range(5):
+        fitness = rng.standard_normal(10)
+        es.ask()
+        g = es.tell(fitness)  # the gradient estimate the step ascends
+        theta.grad = torch.tensor(g)
+        adam.step()
+        np.testing.assert_allclose(es.params, theta.detach().numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_simple_ga_children_mix_both_parents():
+    """Uniform crossover: each child's coordinates come from two parents, some from each."""
+    parents = np.array([np.full(40, 1.0), np.full(40, 2.0)])
+    ga = SimpleGA(np.zeros(40), population=4, mutation=1e-9, parents=2, elite=0, seed=0)
+    ga._candidates = np.concatenate([parents, np.zeros((2, 40))])
+    ga.tell(np.array([1.0, 0.9, 0.0, 0.0]))
+    children = ga.ask()
+    mixed = 0
+    for child in children:
+        from_one, from_two = np.isclose(child, 1.0), np.isclose(child, 2.0)
+        assert np.all(from_one | from_two)  # every coordinate from one of the parents
+        mixed += bool(from_one.any() and from_two.any())
+    assert mixed >= 1  # at least one child mixes the two (not a copy of one parent)
+
+
+def test_distributed_es_exchanges_only_scalars_and_matches_across_pools():
+    import multiprocessing
+
+    from companion.es import CartPoleFitness, DistributedES, SerialPool
+
+    policy = MLPPolicy(hidden=8)
+    runs = {}
+    for name, factory in [("serial", SerialPool), ("processes", multiprocessing.get_context("fork").Pool)]:
+        es = DistributedES(np.zeros(policy.n_params), CartPoleFitness(policy), factory, processes=2,
+                           population=20, sigma=0.3, lr=0.3, seed=3, table_size=10_000)
+        for _ in range(4):
+            es.step()
+        runs[name] = (es.params.copy(), list(es.bytes_sent), es.parameter_protocol_bytes())
+        es.close()
+    np.testing.assert_array_equal(runs["serial"][0], runs["processes"][0])  # same numbers everywhere
+    sent = runs["processes"][1]
+    assert sent[-1] == sent[-2]  # steady state: only the last generation's update travels
+    assert sent[-1] < runs["processes"][2] / 3  # far less than sending parameter vectors
+
+
+def test_distributed_update_is_the_openai_es_update():
+    """From indices and ranks alone, a replica takes exactly OpenAIES's step on the same noise."""
+    from companion.es import DistributedES, SerialPool
+
+    es = DistributedES(np.zeros(3), lambda W: hidden_vector_fitness(W, np.ones(3)), SerialPool,
+                       processes=1, population=6, sigma=0.1, lr=0.5, seed=0, table_size=100)
+    before = es.params.copy()
+    fitness = es.step()
+    indices = es.log[-1].indices
+    half = np.stack([es.table.get(int(i), 3) for i in indices])
+    noise = np.concatenate([half, -half])
+    np.testing.assert_allclose(fitness, hidden_vector_fitness(before + 0.1 * noise, np.ones(3)))
+    expected = before + 0.5 * es_gradient(fitness, noise, 0.1, "centered_rank")
+    np.testing.assert_allclose(es.params, expected)

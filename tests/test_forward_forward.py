@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from companion import forward_forward as ff
+from companion.measure import saved_tensor_bytes
 from companion.exercises import check
 
 
@@ -137,34 +138,19 @@ def test_no_gradient_crosses_a_layer_boundary():
             assert not any(changed) and layer.weight.grad is None and layer.bias.grad is None
 
 
-def test_saved_tensor_bytes_counts_each_buffer_once_and_slices_by_their_own_size():
-    x = torch.randn(10, 4, requires_grad=True)
-
-    def halves():  # exp keeps its output y (40 floats); pow keeps the two halves of y: the same 160 bytes
-        y = x.exp()
-        return y[:5].pow(2).sum() + y[5:].pow(2).sum()
-
-    assert ff.saved_tensor_bytes(halves) == 10 * 4 * 4
-    data, w = torch.randn(100, 4), torch.randn(4, 3, requires_grad=True)
-    assert ff.saved_tensor_bytes(lambda: (data[:10] @ w).sum(), exclude=[w]) == 10 * 4 * 4
-    a = torch.randn(10, 4, requires_grad=True)  # now the product needs w too, to compute a's gradient
-    assert ff.saved_tensor_bytes(lambda: (a @ w).sum()) == 10 * 4 * 4 + 4 * 3 * 4
-    assert ff.saved_tensor_bytes(lambda: (a @ w).sum(), exclude=[w]) == 10 * 4 * 4
-
-
 def test_ff_keeps_one_layer_of_activations_backprop_keeps_all():
     sizes = [20] + [30] * 10
     x = torch.randn(8, 20)
     net = ff.FFNet(sizes, seed=0)
     per_layer, h = [], x
     for layer in net.layers:  # positive and negative data: 2 x 8 rows through one layer
-        per_layer.append(ff.saved_tensor_bytes(lambda: layer.loss(layer(h), layer(h)), exclude=list(layer.parameters())))  # noqa: B023 (called at once)
+        per_layer.append(saved_tensor_bytes(lambda: layer.loss(layer(h), layer(h)), exclude=list(layer.parameters())))  # noqa: B023 (called at once)
         h = layer(h)
     # each layer keeps its normalized input and its output, for 16 rows, plus a few per-row numbers
     assert all(b - 2 * 8 * (30 + 30) * 4 in range(0, 200) for b in per_layer[1:]), per_layer
     model = ff.backprop_net(sizes, num_classes=5)
     y = torch.randint(0, 5, (8,))
-    whole = ff.saved_tensor_bytes(lambda: F.cross_entropy(model(x), y), exclude=list(model.parameters()))
+    whole = saved_tensor_bytes(lambda: F.cross_entropy(model(x), y), exclude=list(model.parameters()))
     assert whole >= 10 * 8 * 30 * 4  # at least every hidden activity (8 x 30 floats, 10 layers)
     assert whole > 2 * max(per_layer)
 
@@ -224,7 +210,7 @@ def test_linear_readout_and_backprop_baseline_learn_a_separable_problem():
     readout = ff.fit_linear_readout(X, y, num_classes=3, steps=200)
     assert (readout(X).argmax(1) == y).all()
     model = ff.backprop_net([12, 16], num_classes=3)
-    losses = ff.train_backprop(model, X, y, epochs=30, batch_size=30, num_classes=3)
+    losses = ff.train_backprop(model, X, y, epochs=30, batch_size=30, lr=0.01, num_classes=3)
     assert losses[-1] < 0.2 * losses[0]
 
 
@@ -318,3 +304,25 @@ def test_digits_hard_moves_each_image_by_at_most_shift_pixels():
     assert all(torch.equal(a, b) for a, b in zip(digits(seed=3), digits_hard(shift=0, seed=3)))
     with pytest.raises(ValueError, match="shift to be an int in 0..3"):
         digits_hard(shift=5)
+
+
+def test_stacked_ff_members_train_exactly_as_alone():
+    X, y = _batch(n=60, p=12, c=3, seed=5)
+    alone = ff.FFNet([15, 9, 7], seed=2, lr=0.02)
+    ff.train_ff(alone, X, y, epochs=3, batch_size=20, num_classes=3, seed=2)
+    stacked = ff.StackedFFNet([15, 9, 7], seeds=[4, 2], lr=[0.01, 0.02])
+    history = ff.train_ff(stacked, X, y, epochs=3, batch_size=20, num_classes=3)
+    member = stacked.unstack(1)
+    for a, b in zip(alone.layers, member.layers):
+        torch.testing.assert_close(a.weight, b.weight, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a.bias, b.bias, rtol=1e-5, atol=1e-6)
+    assert history.stacked("g_pos").shape == (3, 2, 2)
+    torch.testing.assert_close(ff.predict(stacked, X, 3)[1], ff.predict(alone, X, 3))
+    feats = ff.readout_features(stacked, X, 3)
+    torch.testing.assert_close(feats[1], ff.readout_features(alone, X, 3), rtol=1e-5, atol=1e-6)
+    # a member's learning rate is its own: seed 4 at lr 0.01 differs from seed 4 at 0.02
+    other = ff.StackedFFNet([15, 9, 7], seeds=[4, 2], lr=0.02)
+    ff.train_ff(other, X, y, epochs=3, batch_size=20, num_classes=3)
+    assert not torch.allclose(other.layers[0].weight[0], stacked.layers[0].weight[0])
+    with pytest.raises(ValueError, match="lr > 0"):
+        ff.StackedFFNet([15, 9], seeds=[0, 1], lr=[0.1])
