@@ -425,7 +425,8 @@ def train(rule: str, sizes: Sequence[int], x: Tensor, y: Tensor, *, seeds: Seque
           epochs: int, batch_size: int = 64, lr: float = 1e-3, optimizer: str = "adam",
           sg_lr: float | None = None, eval_data: tuple[Tensor, Tensor] | None = None,
           log_every: int | None = None, probe: tuple[Tensor, Tensor] | None = None,
-          init: str = "xavier", feedback_scale: float = 1.0, progress: bool = False) -> Run:
+          init: str = "xavier", feedback_scale: float = 1.0,
+          feedback: Sequence[Tensor | None] | None = None, progress: bool = False) -> Run:
     """Train k = len(seeds) networks with widths ``sizes`` under ``rule``; return a :class:`Run`.
 
     x: (n, sizes[0]) float; y: (n,) int64 labels. Each seed shuffles the data
@@ -433,7 +434,9 @@ def train(rule: str, sizes: Sequence[int], x: Tensor, y: Tensor, *, seeds: Seque
     The rule computes every update by hand; ``optimizer`` ("sgd" with momentum
     0.9 or "adam", from ``companion.training.make_optimizer``) only applies it.
     DNI's predictors are trained with the same optimizer kind at ``sg_lr``
-    (default ``lr``).
+    (default ``lr``). ``feedback`` replaces the random matrices of "fa"/"dfa"
+    (shapes as :func:`feedback_matrices` gives; build them from
+    ``stacked_net(sizes, seeds)``, which holds the weights training starts from).
 
     The history logs, every ``log_every`` steps (default: once per epoch) and
     before training: ``loss`` (mean training loss since the last row),
@@ -462,7 +465,21 @@ def train(rule: str, sizes: Sequence[int], x: Tensor, y: Tensor, *, seeds: Seque
     steps_per_epoch = math.ceil(len(x) / batch_size)
     log_every = log_every or steps_per_epoch
     probe = probe if probe is not None else (x[:256], y[:256])
-    feedback = feedback_matrices(net, rule, feedback_scale) if rule in ("fa", "dfa") else [None] * net.n_layers
+    if feedback is not None:
+        if rule not in ("fa", "dfa"):
+            raise ValueError(f"train: feedback matrices are for rule 'fa' or 'dfa', got rule {rule!r}")
+        expected = feedback_matrices(net, rule)
+        if len(feedback) != len(expected) or any(
+                (f is None) != (e is None) or (e is not None and tuple(f.shape) != tuple(e.shape))
+                for f, e in zip(feedback, expected)):
+            shapes = [None if e is None else tuple(e.shape) for e in expected]
+            got = [None if f is None else tuple(getattr(f, "shape", ())) for f in feedback]
+            raise ValueError(f"train: expected feedback matrices of shapes {shapes}, got {got}")
+        feedback = [None if f is None else f.to(net.weights[0].dtype) for f in feedback]
+    elif rule in ("fa", "dfa"):
+        feedback = feedback_matrices(net, rule, feedback_scale)
+    else:
+        feedback = [None] * net.n_layers
     sg = synthetic_gradients(net, conditioned=rule == "cdni") if rule in ("dni", "cdni") else None
     params = [*net.weights, *net.biases]
     opt = make_optimizer(params, optimizer, lr)

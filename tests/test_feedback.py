@@ -259,6 +259,22 @@ def test_seeds_train_independently_in_one_batch():
             torch.testing.assert_close(w_both[1], w_alone[0], rtol=1e-5, atol=1e-6)
 
 
+def test_train_accepts_custom_feedback_and_transport_makes_it_backprop():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g)
+    start = fb.stacked_net([6, 8, 8, 3], seeds=[0, 1])
+    transport = [None] + [w.transpose(1, 2).clone() for w in start.weights[1:]]
+    run = fb.train("fa", [6, 8, 8, 3], x, y, seeds=[0, 1], epochs=1, batch_size=40, lr=1e-2,
+                   feedback=transport)
+    bp = fb.train("bp", [6, 8, 8, 3], x, y, seeds=[0, 1], epochs=1, batch_size=40, lr=1e-2)
+    for a, b in zip(run.net.weights, bp.net.weights):  # one full-batch step: B = W^T is backprop
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="expected feedback matrices of shapes"):
+        fb.train("fa", [6, 8, 8, 3], x, y, seeds=[0, 1], epochs=1, feedback=transport[:2])
+    with pytest.raises(ValueError, match="for rule 'fa' or 'dfa'"):
+        fb.train("bp", [6, 8, 8, 3], x, y, seeds=[0, 1], epochs=1, feedback=transport)
+
+
 def test_train_logs_the_measurements_the_chapter_plots():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g)
