@@ -27,6 +27,7 @@ by the tests. :func:`evaluate_gym` runs a policy in gymnasium itself.
 from __future__ import annotations
 
 import ast
+import copy
 import inspect
 import textwrap
 import time
@@ -41,6 +42,7 @@ from torch import nn
 from companion import envs
 from companion._checks import (check_array, check_choice, check_positive, check_probability, check_shape)
 from companion.seeds import stacked_mlp
+from companion.training import clip_gradients
 from companion.training import progress as progress_bar
 
 # ---------------------------------------------------------------- environments
@@ -169,7 +171,7 @@ def rollout(env: BatchedEnv, act: Callable[[np.ndarray], np.ndarray], n: int, rn
     (its reward is 0 and its mask False) until the longest episode ends or
     ``max_steps`` (default ``env.max_steps``) is reached. ``state`` (n,
     state_dim), if given, replaces the random start states. Taught in
-    "Rollouts over a batch of environments".
+    chapter 10, "Rollouts over a batch of environments".
     """
     check_positive("rollout", "n", n, integer=True)
     horizon = env.max_steps if max_steps is None else max_steps
@@ -227,7 +229,7 @@ def discounted_returns(rewards: Any, gamma: float = 1.0, mask: Any = None) -> np
         mask: (n, T) bool, or None for all steps.
 
     Returns:
-        (n, T) float64. Taught in "Credit assignment in time".
+        (n, T) float64. Taught in chapter 10, "Credit assignment in time".
     """
     r, m = _check_rewards("discounted_returns", rewards, mask)
     check_probability("discounted_returns", "gamma", gamma)
@@ -261,7 +263,7 @@ def advantages_gae(rewards: Any, values: Any, next_values: Any, terminated: Any,
     ``done`` marks the last step of an episode (terminated or cut by the time
     limit) and ``next_values`` is V of the state after step t (before any reset).
     ``lam=1`` gives the n-step bootstrapped return minus V (Mnih et al. 2016),
-    ``lam=0`` the one-step TD error. Taught in "An actor-critic".
+    ``lam=0`` the one-step TD error. Taught in chapter 10, "An actor-critic".
     """
     r, _ = _check_rewards("advantages_gae", rewards, None)
     arrays = {}
@@ -288,7 +290,8 @@ class SoftmaxPolicy(nn.Module):
     ``sizes`` are all widths, observation width first and ``n_actions`` last
     (``[4, 2]`` is a linear policy). ``logits(obs)`` takes (k, m, obs_dim)
     and returns (k, m, n_actions). ``sample`` draws actions from the softmax
-    (guess and check on actions); ``greedy`` takes the argmax.
+    (guess and check on actions); ``greedy`` takes the argmax. Taught in
+    chapter 10, "REINFORCE on CartPole".
     """
 
     def __init__(self, sizes: Sequence[int], seeds: Sequence[int], obs_scale: Any = None) -> None:
@@ -376,7 +379,7 @@ def fit_value(critic: ValueNet, obs: Any, targets: Any, mask: Any = None, *, ste
     step uses a fresh random subset of that many of the m states (drawn with
     ``seed``); without, all of them. Pass ``optimizer`` to keep Adam's state
     from call to call (as training does); returns the last loss. Taught in
-    "Measuring the variance".
+    chapter 10, "Measuring the variance".
     """
     x = torch.as_tensor(obs, dtype=torch.float32)
     check_shape("fit_value", "obs", x, (critic.n_seeds, None, critic.sizes[0]))
@@ -419,7 +422,7 @@ def policy_gradient_loss(log_probs: torch.Tensor, weights: Any, mask: Any = None
             (give it when the steps of several episodes share one axis).
 
     Returns:
-        a scalar tensor. Taught in "The score-function estimator".
+        a scalar tensor. Taught in chapter 10, "One identity, two places to put the noise".
     """
     if not isinstance(log_probs, torch.Tensor) or log_probs.ndim not in (2, 3) or log_probs.numel() == 0:
         raise ValueError(f"policy_gradient_loss: expected log_probs as a tensor of shape (n, T) or (k, n, T), "
@@ -438,7 +441,7 @@ def score_vectors(policy: SoftmaxPolicy, obs: Any, actions: Any) -> torch.Tensor
 
     obs (m, obs_dim), actions (m,). ``torch.func`` takes the m gradients in
     one vectorized call; the row is ordered like ``policy.parameters()``,
-    each flattened. Taught in "Measuring the variance".
+    each flattened. Taught in chapter 10, "Measuring the variance".
     """
     from torch.func import grad, vmap
 
@@ -490,8 +493,12 @@ class Run:
     so far (the batch's CPU time shared equally among its seeds), and the mean
     return of the evaluation episodes. ``solved_at[i]`` is the number of
     training steps at the first evaluation whose mean return reached ``target``
-    (on CartPole, 500: every episode perfect), or None. ``wall`` is the whole run's wall-clock time.
-    ``extra["train_returns"]`` lists, per iteration, the returns of the
+    (on CartPole, 500: every episode perfect), or None. ``walls[i]`` is like
+    ``cpu[i]`` in wall-clock seconds (for reporting only: it counts the time
+    other jobs on the machine take); ``wall`` is the whole run's wall-clock
+    time, evaluations included. ``extra["best_policy"]`` (RL) is a copy of the
+    policy with each seed at its best evaluation, ``extra["best_solutions"]``
+    (ES) the best centres (k, n_params). ``extra["train_returns"]`` lists, per iteration, the returns of the
     training episodes, (k, episodes per seed).
     """
 
@@ -501,13 +508,15 @@ class Run:
     solved_at: list[int | None]
     wall: float = 0.0
     extra: dict = field(default_factory=dict)
+    walls: list[np.ndarray] = field(default_factory=list)
 
     def on_grid(self, grid: Any, x: str = "steps") -> np.ndarray:
         """Each seed's evaluation return at the points of ``grid`` (the last evaluation at or before), (k, g)."""
-        check_choice("Run.on_grid", "x", x, ["steps", "cpu"])
+        check_choice("Run.on_grid", "x", x, ["steps", "cpu", "wall"])
         grid = np.asarray(grid, dtype=float)
         out = np.empty((len(self.returns), len(grid)))
-        for i, (xs, ys) in enumerate(zip(self.steps if x == "steps" else self.cpu, self.returns)):
+        axis = {"steps": self.steps, "cpu": self.cpu, "wall": self.walls}[x]
+        for i, (xs, ys) in enumerate(zip(axis, self.returns)):
             idx = np.searchsorted(xs, grid, side="right") - 1
             out[i] = np.where(idx >= 0, ys[np.maximum(idx, 0)], np.nan)
         return out
@@ -519,14 +528,32 @@ class _Recorder:
         self.steps, self.cpu, self.returns = [[] for _ in range(k)], [[] for _ in range(k)], [[] for _ in range(k)]
         self.solved_at: list[int | None] = [None] * k
         self.train_returns: list[np.ndarray] = []
+        self.walls: list[list[float]] = [[] for _ in range(k)]
+        self.cpu_total = self.wall_total = 0.0
+        self._start = (0.0, 0.0)
+        self.best = np.full(k, -np.inf)
+        self.best_params: list[Any] = [None] * k
+
+    def begin(self) -> None:
+        """Start timing a stretch of training (evaluation is not timed)."""
+        self._start = (time.process_time(), time.perf_counter())
+
+    def end(self) -> None:
+        self.cpu_total += time.process_time() - self._start[0]
+        self.wall_total += time.perf_counter() - self._start[1]
 
     def log_training(self, returns: np.ndarray) -> None:
         self.train_returns.append(np.asarray(returns, dtype=np.float64))
 
-    def log(self, steps: np.ndarray, cpu: float, eval_returns: np.ndarray) -> None:
+    def log(self, steps: np.ndarray, eval_returns: np.ndarray, snapshot: Callable[[int], Any]) -> None:
+        """Record one evaluation; ``snapshot(i)`` copies seed i's parameters when it is its best so far."""
         for i in range(self.k):
+            if eval_returns[i].mean() > self.best[i]:
+                self.best[i] = eval_returns[i].mean()
+                self.best_params[i] = snapshot(i)
             self.steps[i].append(int(steps[i]))
-            self.cpu[i].append(cpu / self.k)
+            self.cpu[i].append(self.cpu_total / self.k)
+            self.walls[i].append(self.wall_total / self.k)
             self.returns[i].append(float(eval_returns[i].mean()))
             if self.solved_at[i] is None and eval_returns[i].mean() >= self.target:
                 self.solved_at[i] = int(steps[i])
@@ -534,7 +561,8 @@ class _Recorder:
     def run(self, wall: float, **extra: Any) -> Run:
         arr = lambda xs: [np.asarray(x) for x in xs]  # noqa: E731
         extra.setdefault("train_returns", self.train_returns)
-        return Run(arr(self.steps), arr(self.cpu), arr(self.returns), self.solved_at, wall, extra)
+        return Run(arr(self.steps), arr(self.cpu), arr(self.returns), self.solved_at, wall, extra,
+                   arr(self.walls))
 
 
 def _check_env(fn: str, env: Any, sizes: Sequence[int]) -> None:
@@ -551,6 +579,20 @@ def evaluate_policy(env: BatchedEnv, act: Callable[[np.ndarray], np.ndarray], k:
                     rng: np.random.Generator) -> np.ndarray:
     """Returns (k, episodes) of k policies (seed-major actions from ``act``) on the batched ``env``."""
     return rollout(env, act, k * episodes, rng).returns.reshape(k, episodes)
+
+
+def _snapshot(policy: SoftmaxPolicy) -> Callable[[int], list[torch.Tensor]]:
+    return lambda i: [p.detach()[i].clone() for p in policy.parameters()]
+
+
+def _best_policy(policy: SoftmaxPolicy, record: _Recorder) -> SoftmaxPolicy:
+    """A copy of ``policy`` in which each seed has the parameters of its best evaluation."""
+    best = copy.deepcopy(policy)
+    with torch.no_grad():
+        for i, params in enumerate(record.best_params):
+            for p, q in zip(best.parameters(), params):
+                p[i] = q
+    return best
 
 
 def _compact(batch: Trajectories, psi: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
@@ -585,7 +627,7 @@ def train_reinforce(env: BatchedEnv, sizes: Sequence[int], seeds: Sequence[int],
     and takes one Adam step on :func:`policy_gradient_loss`. Every
     ``eval_every`` iterations the greedy policy plays ``eval_episodes``
     episodes (not counted as training steps). Returns the :class:`Run` and the policy.
-    Taught in "REINFORCE on CartPole".
+    Taught in chapter 10, "REINFORCE on CartPole".
     """
     _check_env("train_reinforce", env, sizes)
     check_choice("train_reinforce", "weights", weights, ["total", "reward_to_go", "time_mean", "value"])
@@ -603,13 +645,13 @@ def train_reinforce(env: BatchedEnv, sizes: Sequence[int], seeds: Sequence[int],
     eval_rng = np.random.default_rng([seeds[0], 11])
     record = _Recorder(k, target)
     used = np.zeros(k, dtype=np.int64)
-    cpu, start_wall, it = 0.0, time.perf_counter(), 0
-    record.log(used, cpu, evaluate_policy(env, policy.greedy, k, eval_episodes, eval_rng))
+    start_wall, it = time.perf_counter(), 0
+    record.log(used, evaluate_policy(env, policy.greedy, k, eval_episodes, eval_rng), _snapshot(policy))
     bar = progress_bar(iter(int, 1), progress, desc=f"REINFORCE ({weights})", leave=False)
     for _ in bar:
         if used.min() >= steps:
             break
-        t0 = time.process_time()
+        record.begin()
         batch = rollout(env, lambda o: policy.sample(o, rng), k * episodes, rng)
         used += batch.mask.reshape(k, -1).sum(axis=1)
         record.log_training(batch.returns.reshape(k, episodes))
@@ -629,17 +671,17 @@ def train_reinforce(env: BatchedEnv, sizes: Sequence[int], seeds: Sequence[int],
         opt.zero_grad()
         policy_gradient_loss(logp, psi_c, valid, n_episodes=episodes).backward()
         opt.step()
-        cpu += time.process_time() - t0
+        record.end()
         it += 1
         if it % eval_every == 0 or used.min() >= steps:
-            record.log(used, cpu, evaluate_policy(env, policy.greedy, k, eval_episodes, eval_rng))
-    return record.run(time.perf_counter() - start_wall), policy
+            record.log(used, evaluate_policy(env, policy.greedy, k, eval_episodes, eval_rng), _snapshot(policy))
+    return record.run(time.perf_counter() - start_wall, best_policy=_best_policy(policy, record)), policy
 
 
 def train_actor_critic(env: BatchedEnv, sizes: Sequence[int], seeds: Sequence[int], *, steps: int,
                        n_envs: int = 16, n_steps: int = 16, lr: float = 0.003, gamma: float = 0.99,
                        lam: float = 0.95, value_coef: float = 0.5, entropy_coef: float = 0.0,
-                       eval_every: int = 20, eval_episodes: int = 10, target: float | None = None,
+                       clip: float | None = None, normalize: bool = False, eval_every: int = 20, eval_episodes: int = 10, target: float | None = None,
                        progress: bool = False) -> tuple[Run, SoftmaxPolicy, ValueNet]:
     """A synchronous advantage actor-critic (A2C), k = len(seeds) agents trained together.
 
@@ -648,7 +690,11 @@ def train_actor_critic(env: BatchedEnv, sizes: Sequence[int], seeds: Sequence[in
     the critic V(s) (one hidden layer of 32 tanh units) bootstraps the returns,
     advantages are :func:`advantages_gae`, and one Adam step minimizes
     ``policy_gradient_loss(advantages) + value_coef * (V - target)^2 - entropy_coef * entropy``.
-    Returns the :class:`Run`, the policy and the critic. Taught in "An actor-critic".
+    With ``normalize`` the advantages are standardized per seed and segment
+    before the policy loss (not the critic's targets); with ``clip`` each
+    seed's policy and critic gradients are clipped to that norm
+    (``companion.training.clip_gradients``).
+    Returns the :class:`Run`, the policy and the critic. Taught in chapter 10, "An actor-critic".
     """
     _check_env("train_actor_critic", env, sizes)
     for name, value in (("steps", steps), ("n_envs", n_envs), ("n_steps", n_steps), ("eval_every", eval_every),
@@ -665,13 +711,13 @@ def train_actor_critic(env: BatchedEnv, sizes: Sequence[int], seeds: Sequence[in
     record = _Recorder(k, target)
     N = k * n_envs
     state, t_in_episode = env.reset(N, rng), np.zeros(N, dtype=np.int64)
-    used, cpu, start_wall, it = np.zeros(k, dtype=np.int64), 0.0, time.perf_counter(), 0
-    record.log(used, cpu, evaluate_policy(env, policy.greedy, k, eval_episodes, eval_rng))
+    used, start_wall, it = np.zeros(k, dtype=np.int64), time.perf_counter(), 0
+    record.log(used, evaluate_policy(env, policy.greedy, k, eval_episodes, eval_rng), _snapshot(policy))
     bar = progress_bar(iter(int, 1), progress, desc="actor-critic", leave=False)
     for _ in bar:
         if used.min() >= steps:
             break
-        t0 = time.process_time()
+        record.begin()
         obs_, act_, rew_, next_obs_, term_, done_ = [], [], [], [], [], []
         for _ in range(n_steps):
             obs = env.observe(state)
@@ -693,6 +739,9 @@ def train_actor_critic(env: BatchedEnv, sizes: Sequence[int], seeds: Sequence[in
         adv = advantages_gae(st(rew_), v.detach().reshape(N, n_steps).double().numpy(), next_v,
                              st(term_, float), st(done_, float), gamma, lam)
         returns_target = torch.as_tensor(adv.reshape(k, -1), dtype=torch.float32) + v.detach()
+        if normalize:
+            a = adv.reshape(k, -1)
+            adv = ((a - a.mean(axis=1, keepdims=True)) / (a.std(axis=1, keepdims=True) + 1e-8)).reshape(adv.shape)
         logits = policy.logits(obs_b)
         logp_all = torch.log_softmax(logits, dim=-1)
         logp = logp_all.gather(-1, torch.as_tensor(st(act_, np.int64).reshape(k, -1))[..., None])[..., 0]
@@ -701,13 +750,17 @@ def train_actor_critic(env: BatchedEnv, sizes: Sequence[int], seeds: Sequence[in
                 + value_coef * ((v - returns_target) ** 2).mean(-1).sum() - entropy_coef * entropy)
         opt.zero_grad()
         loss.backward()
+        if clip is not None:
+            clip_gradients(policy, clip)
+            clip_gradients(critic, clip)
         opt.step()
         used += n_envs * n_steps
-        cpu += time.process_time() - t0
+        record.end()
         it += 1
         if it % eval_every == 0 or used.min() >= steps:
-            record.log(used, cpu, evaluate_policy(env, policy.greedy, k, eval_episodes, eval_rng))
-    return record.run(time.perf_counter() - start_wall), policy, critic
+            record.log(used, evaluate_policy(env, policy.greedy, k, eval_episodes, eval_rng), _snapshot(policy))
+    return (record.run(time.perf_counter() - start_wall, best_policy=_best_policy(policy, record)),
+            policy, critic)
 
 
 # ---------------------------------------------------------------- ES on the same environments
@@ -721,7 +774,8 @@ class ParamPolicy:
     obs)`` maps params (m, n_params) and obs (m, obs_dim) to actions (m,):
     the argmax of the logits, so all exploration comes from perturbing the
     parameters (chapter 8's ES). ``init(seed)`` draws torch's default
-    initialization, as :class:`SoftmaxPolicy` does.
+    initialization, as :class:`SoftmaxPolicy` does. Taught in chapter 10,
+    "Head to head with evolution strategies".
     """
 
     def __init__(self, sizes: Sequence[int], obs_scale: Any = None) -> None:
@@ -763,7 +817,8 @@ def train_es(env: BatchedEnv, policy: ParamPolicy, optimizers: Sequence[Any], *,
     (``companion.es.OpenAIES``). Each generation every candidate of every
     seed plays one episode, all in one batched :func:`rollout`; its return is
     its fitness. After each generation each seed's ``solution`` plays
-    ``eval_episodes`` episodes (not counted as training steps).
+    ``eval_episodes`` episodes (not counted as training steps). Taught in
+    chapter 10, "Head to head with evolution strategies".
     """
     if not optimizers:
         raise ValueError("train_es: expected at least one optimizer, got none")
@@ -773,18 +828,18 @@ def train_es(env: BatchedEnv, policy: ParamPolicy, optimizers: Sequence[Any], *,
     rng = np.random.default_rng([seed, 30])
     eval_rng = np.random.default_rng([seed, 31])
     record = _Recorder(k, target)
-    used, cpu, start_wall = np.zeros(k, dtype=np.int64), 0.0, time.perf_counter()
+    used, start_wall = np.zeros(k, dtype=np.int64), time.perf_counter()
 
     def evaluate_solutions() -> np.ndarray:
         centres = np.repeat(np.stack([o.solution for o in optimizers]), eval_episodes, axis=0)
         return rollout(env, lambda o: policy.act(centres, o), len(centres), eval_rng).returns.reshape(k, -1)
 
-    record.log(used, cpu, evaluate_solutions())
+    record.log(used, evaluate_solutions(), lambda i: optimizers[i].solution.copy())
     bar = progress_bar(iter(int, 1), progress, desc="ES", leave=False)
     for _ in bar:
         if used.min() >= steps:
             break
-        t0 = time.process_time()
+        record.begin()
         candidates = [o.ask() for o in optimizers]
         population = len(candidates[0])
         flat = np.concatenate(candidates)
@@ -794,9 +849,9 @@ def train_es(env: BatchedEnv, policy: ParamPolicy, optimizers: Sequence[Any], *,
         for o, f in zip(optimizers, fitness):
             o.tell(f)
         used += batch.mask.reshape(k, population, -1).sum(axis=(1, 2))
-        cpu += time.process_time() - t0
-        record.log(used, cpu, evaluate_solutions())
-    return record.run(time.perf_counter() - start_wall)
+        record.end()
+        record.log(used, evaluate_solutions(), lambda i: optimizers[i].solution.copy())
+    return record.run(time.perf_counter() - start_wall, best_solutions=np.stack(record.best_params))
 
 
 # ---------------------------------------------------------------- gymnasium itself
@@ -809,7 +864,8 @@ def evaluate_gym(act: Callable[[np.ndarray], np.ndarray], env_id: str = "CartPol
     ``act`` maps observations (episodes, obs_dim) to actions (episodes,).
     The episodes run in ``gymnasium``'s synchronous vector environment, one
     ``env.step`` per time step for all of them, seeded ``seed, seed + 1, ...``;
-    each episode's first ending counts.
+    each episode's first ending counts. Taught in chapter 10, "The trained
+    policies in gymnasium".
     """
     import gymnasium as gym
 

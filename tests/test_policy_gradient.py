@@ -292,7 +292,7 @@ def test_actor_critic_and_es_loops_improve_on_cartpole():
     from companion.es import OpenAIES  # the tests may use chapter 8's optimizer; the module does not
 
     run, _, _ = pg.train_actor_critic(pg.CartPole(), [4, 8, 2], [0, 1], steps=20_000, n_envs=8, n_steps=32,
-                                      lr=0.01, eval_every=10)
+                                      lr=0.01, normalize=True, clip=1.0, eval_every=10)
     assert np.all(np.array([r.max() for r in run.returns]) > 100)
     policy = pg.ParamPolicy([4, 2])
     opts = [OpenAIES(np.zeros(policy.n_params), sigma=0.3, lr=0.3, population=20, seed=s) for s in range(2)]
@@ -301,10 +301,43 @@ def test_actor_critic_and_es_loops_improve_on_cartpole():
     assert all(s[-1] >= 20_000 for s in es_run.steps)
 
 
+def test_the_loops_keep_each_seeds_best_evaluated_parameters():
+    from companion.es import OpenAIES
+
+    class Logged(OpenAIES):  # remembers the centre after every update: what each evaluation saw
+        def tell(self, fitness):
+            g = super().tell(fitness)
+            self.history.append(self.params.copy())
+            return g
+
+    policy = pg.ParamPolicy([4, 2])
+    opts = [Logged(np.zeros(policy.n_params), sigma=0.3, lr=0.3, population=10, seed=s) for s in range(2)]
+    for o in opts:
+        o.history = [o.params.copy()]
+    run = pg.train_es(pg.CartPole(), policy, opts, steps=5_000, eval_episodes=3)
+    for i, o in enumerate(opts):
+        assert len(o.history) == len(run.returns[i])
+        assert np.array_equal(run.extra["best_solutions"][i], o.history[int(np.argmax(run.returns[i]))])
+    # for torch policies: the best policy holds each seed's snapshot in that seed's slot
+    soft = pg.SoftmaxPolicy([4, 3, 2], [0, 1, 2])
+    record = pg._Recorder(3, target=500.0)
+    record.log(np.zeros(3), np.array([[1.0], [5.0], [2.0]]), pg._snapshot(soft))
+    with torch.no_grad():
+        for p in soft.parameters():
+            p.add_(1.0)
+    record.log(np.ones(3), np.array([[3.0], [4.0], [2.0]]), pg._snapshot(soft))
+    best = pg._best_policy(soft, record)
+    for p_best, p_now in zip(best.parameters(), soft.parameters()):
+        assert torch.equal(p_best[0], p_now[0]) and torch.allclose(p_best[1], p_now[1] - 1.0)
+        assert torch.allclose(p_best[2], p_now[2] - 1.0)  # a tie is not an improvement
+
+
 def test_run_on_grid_takes_the_last_evaluation_before_each_point():
     run = pg.Run([np.array([0, 10, 20])], [np.array([0.0, 1.0, 2.0])], [np.array([5.0, 6.0, 7.0])], [None])
     assert np.array_equal(run.on_grid([0, 5, 10, 25]), [[5.0, 5.0, 6.0, 7.0]])
     assert np.array_equal(run.on_grid([1.5], x="cpu"), [[6.0]])
+    run.walls = [np.array([0.0, 3.0, 6.0])]
+    assert np.array_equal(run.on_grid([4.0], x="wall"), [[6.0]])
 
 
 def test_code_lines_skip_docstrings_comments_and_blank_lines():
