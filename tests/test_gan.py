@@ -22,6 +22,7 @@ from companion.gan import (
     mode_coverage,
     train_gan,
     train_step,
+    unstack,
 )
 
 
@@ -155,12 +156,25 @@ def test_losses_stay_finite_for_extreme_logits():
 
 
 def test_losses_reject_bad_input():
-    with pytest.raises(ValueError, match=r"fake_logits of shape \(n,\), got \(4, 1\)"):
-        generator_loss(torch.zeros(4, 1))
-    with pytest.raises(ValueError, match="expected kind in"):
+    with pytest.raises(ValueError, match=r"fake_logits of shape \(n,\) or \(k, n\), got \(4, 1, 1\)"):
+        generator_loss(torch.zeros(4, 1, 1))
+    with pytest.raises(ValueError, match="expected kind to be one of"):
         generator_loss(torch.zeros(4), "wasserstein")
-    with pytest.raises(ValueError, match=r"real_logits of shape \(n,\), got \(2, 2\)"):
-        discriminator_loss(torch.zeros(2, 2), torch.zeros(2))
+    with pytest.raises(ValueError, match=r"real_logits of shape \(n,\) or \(k, n\), got \(2, 2, 2\)"):
+        discriminator_loss(torch.zeros(2, 2, 2), torch.zeros(2))
+    with pytest.raises(TypeError, match="floating-point tensor"):
+        generator_loss(torch.zeros(4, dtype=torch.long))
+
+
+def test_losses_per_seed_are_the_rows_losses():
+    g = _gen(5)
+    real, fake = 3 * torch.randn(3, 7, generator=g), 3 * torch.randn(3, 5, generator=g)
+    per_seed = discriminator_loss(real, fake)
+    assert per_seed.shape == (3,)
+    for i in range(3):
+        torch.testing.assert_close(per_seed[i], discriminator_loss(real[i], fake[i]))
+        for kind in ("saturating", "non-saturating"):
+            torch.testing.assert_close(generator_loss(fake, kind)[i], generator_loss(fake[i], kind))
 
 
 # ---- the networks ----------------------------------------------------------------------------
@@ -187,10 +201,12 @@ def test_builders_shapes_and_seeds():
 
 
 def test_builders_reject_bad_sizes():
-    with pytest.raises(ValueError, match="latent_dim to be a positive int, got 0"):
+    with pytest.raises(ValueError, match="make_generator: expected latent_dim to be an int > 0, got 0"):
         make_generator(0, 2)
-    with pytest.raises(ValueError, match="hidden to be a positive int, got 2.5"):
+    with pytest.raises(TypeError, match="make_discriminator: expected hidden to be an int > 0, got 2.5"):
         make_discriminator(2, hidden=2.5)
+    with pytest.raises(ValueError, match="expected output to be one of"):
+        make_generator(2, 2, output="tanh")
 
 
 def test_minibatch_std_feature():
@@ -200,6 +216,11 @@ def test_minibatch_std_feature():
     torch.testing.assert_close(out[:, :4], h)
     torch.testing.assert_close(out[:, 4], torch.full((6,), float(np.std(h.numpy(), axis=0, ddof=1).mean())))
     assert torch.all(MinibatchStd()(torch.ones(6, 4))[:, 4] == 0)  # a collapsed batch has no spread
+    hk = torch.randn(3, 6, 4, generator=_gen(1)) * torch.tensor([1.0, 5.0, 0.1])[:, None, None]
+    per_seed = MinibatchStd()(hk)  # each seed's spread over its own batch, not over the seeds
+    assert per_seed.shape == (3, 6, 5)
+    for i in range(3):
+        torch.testing.assert_close(per_seed[i], MinibatchStd()(hk[i]))
     with pytest.raises(ValueError, match="at least 2 rows, got 1"):
         MinibatchStd()(torch.zeros(1, 4))
 
@@ -211,8 +232,11 @@ def test_pack_groups_consecutive_samples():
     assert D(torch.zeros(12, 2)).shape == (3,)
     with pytest.raises(ValueError, match="multiple of 4, got 10"):
         D(torch.zeros(10, 2))
-    with pytest.raises(ValueError, match="pack to be a positive int, got 0"):
+    with pytest.raises(ValueError, match="pack to be an int > 0, got 0"):
         make_discriminator(2, pack=0)
+    # per seed: (k, n, d) -> (k, n // m, m * d), each seed's rows grouped on their own
+    xk = torch.arange(24.0).reshape(2, 6, 2)
+    torch.testing.assert_close(Pack(3)(xk)[1], Pack(3)(xk[1]))
 
 
 # ---- training --------------------------------------------------------------------------------
@@ -241,18 +265,74 @@ def test_train_step_updates_both_players_in_the_right_direction():
 def test_train_gan_is_deterministic_and_records_history():
     def run():
         G, D = make_generator(2, 2, hidden=16, seed=0), make_discriminator(2, hidden=16, seed=1)
-        h = train_gan(G, D, lambda n, g: ring_of_gaussians(n, generator=g), iterations=20, latent_dim=2,
+        h = train_gan(G, D, lambda n, g: ring_of_gaussians(n, generator=g), steps=20, latent_dim=2,
                       batch_size=32, snapshot_at=(10, 20), snapshot_size=100, seed=3, lr_decay=True, progress=False)
         return h
 
     a, b = run(), run()
-    assert len(a.d_loss) == len(a.g_loss) == 20
+    assert a["d_loss"].shape == a["g_loss"].shape == (20,) and a.step == list(range(1, 21))
     assert sorted(a.snapshots) == [10, 20] and a.snapshots[20].shape == (100, 2)
-    assert a.d_loss == b.d_loss
+    np.testing.assert_array_equal(a["d_loss"], b["d_loss"])
     torch.testing.assert_close(a.snapshots[20], b.snapshots[20])
-    with pytest.raises(ValueError, match="expected loss in"):
+    with pytest.raises(ValueError, match="expected loss to be one of"):
         train_gan(make_generator(2, 2), make_discriminator(2), lambda n, g: ring_of_gaussians(n, generator=g),
-                  iterations=1, latent_dim=2, loss="hinge", progress=False)
+                  steps=1, latent_dim=2, loss="hinge", progress=False)
+
+
+def test_stacked_networks_are_the_seeds_networks():
+    seeds = [4, 0, 7]
+    z = torch.randn(3, 10, 2, generator=_gen(0))
+    for kwargs in [dict(), dict(minibatch_std=True), dict(pack=2)]:
+        D = make_discriminator(2, hidden=8, depth=2, seeds=seeds, **kwargs)
+        assert D.n_seeds == 3 and D.seeds == seeds
+        logits = D(z)
+        assert logits.shape == (3, 10 // kwargs.get("pack", 1))
+        for i, s in enumerate(seeds):
+            torch.testing.assert_close(logits[i], make_discriminator(2, hidden=8, depth=2, seed=s, **kwargs)(z[i]))
+    G = make_generator(2, 3, hidden=8, depth=3, seeds=seeds, output="sigmoid")
+    out = G(z)
+    assert out.shape == (3, 10, 3)
+    for i, s in enumerate(seeds):
+        single = make_generator(2, 3, hidden=8, depth=3, seed=s, output="sigmoid")
+        torch.testing.assert_close(out[i], single(z[i]))
+        torch.testing.assert_close(unstack(G, i, make_generator(2, 3, hidden=8, depth=3, seed=99,
+                                                                output="sigmoid"))(z[i]), single(z[i]))
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(minibatch_std=True), dict(pack=2)])
+def test_seeds_trained_together_train_as_they_would_alone(kwargs):
+    """k seeds in one batched model: seed i's losses and samples are those of seed i trained on its own."""
+    sample = lambda n, g: ring_of_gaussians(n, generator=g)  # noqa: E731
+    seeds = [0, 1, 2]
+    common = dict(steps=15, latent_dim=2, batch_size=32, snapshot_at=(15,), snapshot_size=50,
+                  lr_g=2e-3, lr_d=2e-3, progress=False)
+    G = make_generator(2, 2, hidden=16, seeds=seeds)
+    D = make_discriminator(2, hidden=16, seeds=[10 + s for s in seeds], **kwargs)
+    together = train_gan(G, D, sample, seed=seeds, **common)
+    assert together["d_loss"].shape == (15, 3)
+    for i, s in enumerate(seeds):
+        alone = train_gan(make_generator(2, 2, hidden=16, seed=s), make_discriminator(2, hidden=16, seed=10 + s, **kwargs),
+                          sample, seed=s, **common)
+        np.testing.assert_allclose(together["d_loss"][:, i], alone["d_loss"], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(together["g_loss"][:, i], alone["g_loss"], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(together.snapshots[15][i], alone.snapshots[15], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="expected 3 seeds"):
+        train_gan(G, D, sample, seed=0, **common)
+
+
+def test_lr_decay_lowers_the_step_size_to_zero():
+    """With lr_decay the last step's learning rate is lr / steps: a one-step run moves the weights less."""
+    sample = lambda n, g: ring_of_gaussians(n, generator=g)  # noqa: E731
+
+    def moved(steps, decay):
+        G = make_generator(2, 2, hidden=8, seed=0)
+        before = [p.detach().clone() for p in G.parameters()]
+        train_gan(G, make_discriminator(2, hidden=8, seed=1), sample, steps=steps, latent_dim=2, batch_size=16,
+                  lr_decay=decay, progress=False)
+        return sum((p.detach() - b).abs().sum().item() for p, b in zip(G.parameters(), before))
+
+    assert moved(1, True) == pytest.approx(moved(1, False))  # the first step has the full rate
+    assert moved(2, True) < moved(2, False)
 
 
 # ---- the exercise checker --------------------------------------------------------------------
