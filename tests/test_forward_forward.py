@@ -326,3 +326,52 @@ def test_stacked_ff_members_train_exactly_as_alone():
     assert not torch.allclose(other.layers[0].weight[0], stacked.layers[0].weight[0])
     with pytest.raises(ValueError, match="lr > 0"):
         ff.StackedFFNet([15, 9], seeds=[0, 1], lr=[0.1])
+
+
+def _load_mnist_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_ff_mnist.py"
+    spec = importlib.util.spec_from_file_location("train_ff_mnist", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_idx(path, array, gz):
+    import gzip
+
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    opener = gzip.open if gz else open
+    with opener(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_train_ff_mnist_script_reads_idx_files_and_learns(tmp_path):
+    script = _load_mnist_script()
+    rng = np.random.default_rng(0)
+
+    def make(n):  # 28x28 images whose class lights one block of 60 pixels: learnable in seconds
+        y = rng.integers(0, 10, n)
+        X = rng.integers(0, 26, (n, 784))
+        for i, c in enumerate(y):
+            X[i, 100 + 60 * c: 160 + 60 * c] += 229
+        return X.reshape(n, 28, 28), y
+
+    (X_tr, y_tr), (X_te, y_te) = make(300), make(100)
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", X_tr, gz=True)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", y_tr, gz=True)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", X_te, gz=False)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", y_te, gz=False)
+    images = script.read_idx(tmp_path / "t10k-images-idx3-ubyte")
+    assert images.shape == (100, 28, 28) and np.array_equal(images, X_te.astype(np.uint8))
+    result = script.main(["--data", str(tmp_path), "--hidden", "64", "64", "--epochs", "20",
+                          "--batch-size", "20", "--lr", "0.01", "--threads", "1", "--readout",
+                          "--json", str(tmp_path / "out.json")])
+    assert len(result["epochs"]) == 20 and result["sizes"] == [784, 64, 64]
+    assert result["test_error"] < 0.1 and result["readout_error"] < 0.3  # chance is 0.9
+    assert (tmp_path / "out.json").exists() and result["cpu_s"] > 0
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        script.read_idx(tmp_path / "bad")
