@@ -17,7 +17,7 @@ CONFIG -- KERNEL...``), which
   and the submissions folder, the output folder and the grader's scratch
   folder are covered by empty read-only tmpfs. The only writable place that
   outlives nothing is the submission's own working folder, bind-mounted back;
-* drops to a **dedicated unprivileged account** (``bbgrader<N>``, one per
+* drops to a **dedicated unprivileged account** (``bbsandbox<N>``, one per
   concurrent job, created with ``useradd`` on first use), with no supplementary
   groups and ``no_new_privs`` (set-uid programs do not elevate);
 * sets **resource limits**: CPU seconds, address space, processes (per
@@ -48,7 +48,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVA
     1, 2, 4, 8, 32, 4096, 16384, 1 << 18)
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 CGROUP_V1 = Path("/sys/fs/cgroup")
-ACCOUNT_PREFIX = "bbgrader"
+ACCOUNT_PREFIX = "bbsandbox"
 
 
 @dataclass
