@@ -89,7 +89,7 @@ def init_linear_(layer: "nn.Linear", init: str, generator: "torch.Generator") ->
     * ``"he"``: W ~ N(0, 2 / fan_in); b = 0 (He et al. 2015), for ReLU.
     * ``"lecun"``: W ~ N(0, 1 / fan_in); b = 0, for tanh-like units.
 
-    Derived in chapter 3, "Initialization".
+    Derived in chapter 3, "The variance argument: Xavier and He".
     """
     import torch
 

@@ -322,6 +322,8 @@ def test_kl_checker_accepts_a_correct_solution_with_drawn_hidden_cases():
     (lambda mq, lq, mp, lp: 0.5 * (lq.exp() + mq**2 - 1 - lq).sum(1), "KL(q || q) = 0"),  # ignores p
     (lambda mq, lq, mp, lp: 2 * kl_diagonal(mq, lq, mp, lp), "constant factor"),  # forgot the 1/2
     (lambda mq, lq, mp, lp: kl_diagonal(mq, lq, mp, lp)[:, None], "wrong shape"),
+    (lambda mq, lq, mp, lp: kl_diagonal(mq.float(), lq.float(), mp.float(), lp.float()), "dtype float32"),
+    (lambda mq, lq, mp, lp: -kl_diagonal(mq, lq, mp, lp), "sign is flipped"),
 ])
 def test_kl_checker_names_the_bug(wrong, words):
     result = check("ch04-kl-diagonal", wrong)

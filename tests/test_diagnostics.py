@@ -328,10 +328,13 @@ def test_init_std_checker_names_the_bug(wrong, words):
     assert not result.passed and words in result.message
 
 
-def test_init_std_checker_reports_a_constant_factor():
-    half = lambda *args, **kwargs: _init_std(*args, **kwargs) / 2  # noqa: E731
-    result = check("ch03-init-std", half)
-    assert not result.passed and "ReLU, fan-in 64" in result.message
+@pytest.mark.parametrize("wrong, words", [
+    (lambda *args, **kwargs: _init_std(*args, **kwargs) / 2, "constant factor of 0.5"),
+    (lambda *args, **kwargs: -_init_std(*args, **kwargs), "sign is flipped"),
+])
+def test_init_std_checker_diagnoses_factor_and_sign(wrong, words):
+    result = check("ch03-init-std", wrong)
+    assert not result.passed and "ReLU, fan-in 64" in result.message and words in result.message
 
 
 def test_grad_norm_checker():
