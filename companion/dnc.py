@@ -30,24 +30,23 @@ around it. Bad shapes raise ``ValueError`` naming the expected shape.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Dim = int | str  # a size that must match, or a name for "any size"
+from companion import training
+from companion._checks import check_choice, check_positive, check_tensor
+from companion.data import copy_task
+from companion.seeds import StackedLinear
 
-
-def _check(fn: str, name: str, x: object, expected: Sequence[Dim]) -> None:
-    """Raise TypeError/ValueError unless ``x`` is a tensor of the expected shape."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{fn}: expected {name} to be a torch.Tensor, got {type(x).__name__}")
-    shape = tuple(x.shape)
-    ok = len(shape) == len(expected) and all(isinstance(e, str) or e == s for e, s in zip(expected, shape))
-    if not ok:
-        want = ", ".join(str(e) for e in expected)
-        raise ValueError(f"{fn}: expected {name} of shape ({want}), got {shape}")
+def _check(fn: str, name: str, x: object, expected: tuple) -> None:
+    """Raise TypeError/ValueError unless ``x`` is a tensor of the expected shape (names match any size)."""
+    check_tensor(fn, name, x, shape=expected)
 
 
 # --------------------------------------------------------------------------- content
@@ -205,8 +204,6 @@ def update_link(link: Tensor, precedence: Tensor, write_weights: Tensor) -> Tens
     """
     _check("update_link", "link", link, ("batch", "N", "N"))
     b, n, _ = link.shape
-    if link.shape[2] != n:
-        raise ValueError(f"update_link: expected link of shape (batch, N, N), got {tuple(link.shape)}")
     _check("update_link", "precedence", precedence, (b, n))
     _check("update_link", "write_weights", write_weights, (b, n))
     w_i = write_weights.unsqueeze(-1)  # (B, N, 1)
@@ -304,8 +301,7 @@ def initial_state(
 ) -> MemoryState:
     """An empty memory: all zeros (no usage, no links, nothing read or written)."""
     for name, value in [("batch", batch), ("slots", slots), ("word", word), ("reads", reads)]:
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"initial_state: expected {name} to be a positive int, got {value!r}")
+        check_positive("initial_state", name, value, integer=True)
     z = torch.zeros
     return MemoryState(
         memory=z(batch, slots, word, dtype=dtype),
@@ -379,6 +375,31 @@ def memory_step(state: MemoryState, interface: Interface) -> tuple[Tensor, Memor
     return read_memory(memory, read_weights), new_state
 
 
+# --------------------------------------------------------------------------- ablations
+
+ABLATIONS = ("allocation", "links", "free_gates")
+"""Mechanisms a DNC can be built without (chapter 6, "Which mechanism does the work"):
+
+* ``"allocation"``: the allocation gate is held at 0, so every write goes where the
+  write key's content lookup points;
+* ``"links"``: the read modes are held at (0, 1, 0), so every read is a content lookup;
+* ``"free_gates"``: the free gates are held at 0, so no slot is ever freed.
+"""
+
+
+def ablate(interface: Interface, allocation: Tensor, links: Tensor, free_gates: Tensor) -> Interface:
+    """Switch mechanisms off per batch row: each mask (B,) is 1 to keep a mechanism, 0 to remove it."""
+    modes = interface.read_modes
+    content_only = torch.zeros_like(modes)
+    content_only[..., 1] = 1.0
+    keep = links[:, None, None]
+    return interface._replace(
+        allocation_gate=interface.allocation_gate * allocation,
+        read_modes=keep * modes + (1 - keep) * content_only,
+        free_gates=interface.free_gates * free_gates[:, None],
+    )
+
+
 # --------------------------------------------------------------------------- the model
 
 
@@ -392,103 +413,155 @@ class DNC(nn.Module):
     The number of slots is not a parameter of the network: ``forward`` takes
     a ``slots`` argument, so a DNC trained with 16 slots can run with 128.
 
+    Many DNCs at once: with ``seeds=[s1, ..., sk]`` the module holds k DNCs
+    (DNC i starts from exactly the weights ``DNC(..., seed=seeds[i])`` has)
+    and runs them as one: the controllers' matrix products are batched over
+    the k networks and the k memories are one memory batch of k * B rows.
+    ``ablate`` then gives each of the k networks its own mechanisms to remove
+    (one tuple of names from ``ABLATIONS`` per network). Chapter 6,
+    "Which mechanism does the work".
+
     Args:
-        input_size, output_size: widths of x_t and y_t.
-        hidden_size: LSTM controller width.
+        n_inputs, n_outputs: widths of x_t and y_t.
+        hidden: LSTM controller width.
         slots, word, reads: default memory size N, word size W, read heads R.
         seed: initial weights are drawn under ``torch.manual_seed(seed)`` in a forked RNG.
+        seeds: k seeds for k networks in one module (then ``seed`` is ignored).
+        ablate: names from ``ABLATIONS`` (one network), or one tuple per seed.
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        output_size: int,
-        hidden_size: int = 64,
-        slots: int = 16,
-        word: int = 8,
-        reads: int = 1,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, n_inputs: int, n_outputs: int, hidden: int = 64, slots: int = 16, word: int = 8,
+                 reads: int = 1, seed: int = 0, seeds: Sequence[int] | None = None,
+                 ablate: Sequence[str] | Sequence[Sequence[str]] = ()) -> None:
         super().__init__()
-        self.input_size, self.output_size, self.hidden_size = input_size, output_size, hidden_size
+        for name, value in [("n_inputs", n_inputs), ("n_outputs", n_outputs), ("hidden", hidden),
+                            ("slots", slots), ("word", word), ("reads", reads)]:
+            check_positive("DNC", name, value, integer=True)
+        self.n_inputs, self.n_outputs, self.hidden = n_inputs, n_outputs, hidden
         self.slots, self.word, self.reads = slots, word, reads
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            # LSTM gates from x_t (precomputed for all steps) and from [r_{t-1}, h_{t-1}]
-            self.gates_x = nn.Linear(input_size, 4 * hidden_size)
-            self.gates_rh = nn.Linear(reads * word + hidden_size, 4 * hidden_size, bias=False)
-            self.interface = nn.Linear(hidden_size, interface_size(word, reads))
-            self.output = nn.Linear(hidden_size + reads * word, output_size)
+        self.stacked = seeds is not None
+        self.seeds = [int(s) for s in seeds] if self.stacked else [int(seed)]
+        k = len(self.seeds)
+        if k == 0:
+            raise ValueError("DNC: expected at least one seed, got none")
+        if self.stacked:
+            self.n_seeds = k  # what companion.training.clip_gradients looks for
+        per_net = [tuple(ablate)] * k if not ablate or isinstance(ablate[0], str) else [tuple(a) for a in ablate]
+        if len(per_net) != k:
+            raise ValueError(f"DNC: expected one tuple of ablations per seed ({k}), got {len(per_net)}")
+        for names in per_net:
+            for name in names:
+                check_choice("DNC", "each ablation", name, ABLATIONS)
+        self.ablate = per_net
+        masks = torch.tensor([[float(m not in names) for m in ABLATIONS] for names in per_net])  # (k, 3)
+        self.register_buffer("keep", masks, persistent=False)
+
+        nets = []
+        for s in self.seeds:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(s)
+                # LSTM gates from x_t (computed for all steps at once) and from [r_{t-1}, h_{t-1}]
+                nets.append((nn.Linear(n_inputs, 4 * hidden),
+                             nn.Linear(reads * word + hidden, 4 * hidden, bias=False),
+                             nn.Linear(hidden, interface_size(word, reads)),
+                             nn.Linear(hidden + reads * word, n_outputs)))
+        self.gates_x = StackedLinear.from_linears([n[0] for n in nets])  # weight (k, n_inputs, 4H)
+        self.gates_rh = nn.Parameter(torch.stack([n[1].weight.detach().T for n in nets]).clone())  # (k, RW+H, 4H)
+        self.interface = StackedLinear.from_linears([n[2] for n in nets])  # (k, H, interface size)
+        self.output = StackedLinear.from_linears([n[3] for n in nets])  # (k, H + RW, n_outputs)
+
+    def select(self, members: Sequence[int], stacked: bool = True) -> "DNC":
+        """Networks ``members`` of this module as a new module (a copy of their current weights).
+
+        ``stacked=False`` with one member gives a plain DNC (logits (B, T, n_outputs)).
+        """
+        members = [int(i) for i in members]
+        if not stacked and len(members) != 1:
+            raise ValueError(f"DNC.select: expected one member for a plain DNC, got {len(members)}")
+        config = (self.n_inputs, self.n_outputs, self.hidden, self.slots, self.word, self.reads)
+        ablations = [self.ablate[i] for i in members]
+        if stacked:
+            new = DNC(*config, seeds=[self.seeds[i] for i in members], ablate=ablations)
+        else:
+            new = DNC(*config, seed=self.seeds[members[0]], ablate=ablations[0])
+        with torch.no_grad():
+            for mine, theirs in zip(self.parameters(), new.parameters()):
+                theirs.copy_(mine[members])
+        return new
 
     def forward(self, x: Tensor, slots: int | None = None, trace: bool = False) -> Tensor | tuple[Tensor, dict]:
         """Run over a sequence.
 
         Args:
-            x: (B, T, input_size).
+            x: (B, T, n_inputs), the same for every network of a stacked module.
             slots: memory size for this run (default: ``self.slots``).
             trace: also return a dict of per-step tensors for pictures:
                 ``write_weights`` (B, T, N), ``read_weights`` (B, T, R, N),
                 ``usage`` (B, T, N), ``read_modes`` (B, T, R, 3),
                 ``write_gate`` and ``allocation_gate`` (B, T), and the final
-                ``link`` (B, N, N) and ``memory`` (B, N, W).
+                ``link`` (B, N, N) and ``memory`` (B, N, W). For k stacked
+                networks the batch axis is k * B (network-major).
 
         Returns:
-            logits (B, T, output_size) [and the trace].
+            logits (B, T, n_outputs), or (k, B, T, n_outputs) for a stacked module [and the trace].
         """
-        _check("DNC.forward", "x", x, ("batch", "T", self.input_size))
+        _check("DNC.forward", "x", x, ("batch", "T", self.n_inputs))
         b, steps, _ = x.shape
+        k = len(self.seeds)
         n = self.slots if slots is None else slots
-        state = initial_state(b, n, self.word, self.reads, dtype=x.dtype)
-        h = c = x.new_zeros(b, self.hidden_size)
-        reads = x.new_zeros(b, self.reads * self.word)
-        gx = self.gates_x(x)  # (B, T, 4H), one matrix product for all steps
+        check_positive("DNC.forward", "slots", n, integer=True)
+        state = initial_state(k * b, n, self.word, self.reads, dtype=x.dtype)
+        keep = self.keep.repeat_interleave(b, dim=0)  # (k * B, 3)
+        h = c = x.new_zeros(k, b, self.hidden)
+        reads = x.new_zeros(k, b, self.reads * self.word)
+        gx = self.gates_x(x.reshape(b * steps, -1)).reshape(k, b, steps, -1)  # one product for all steps
         hs, rs, records = [], [], []
         for t in range(steps):
-            gates = gx[:, t] + self.gates_rh(torch.cat([reads, h], dim=-1))
+            gates = gx[:, :, t] + torch.bmm(torch.cat([reads, h], dim=-1), self.gates_rh)  # (k, B, 4H)
             i, f, g, o = gates.chunk(4, dim=-1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
-            iface = split_interface(self.interface(h), self.word, self.reads)
+            iface = split_interface(self.interface(h).reshape(k * b, -1), self.word, self.reads)
+            if not bool(keep.all()):
+                iface = ablate(iface, keep[:, 0], keep[:, 1], keep[:, 2])
             read_vectors, state = memory_step(state, iface)
-            reads = read_vectors.reshape(b, -1)
+            reads = read_vectors.reshape(k, b, -1)
             hs.append(h)
             rs.append(reads)
             if trace:
                 records.append((state.write_weights, state.read_weights, state.usage, iface.read_modes,
                                 iface.write_gate, iface.allocation_gate))
-        logits = self.output(torch.cat([torch.stack(hs, 1), torch.stack(rs, 1)], dim=-1))
+        features = torch.cat([torch.stack(hs, 2), torch.stack(rs, 2)], dim=-1)  # (k, B, T, H + RW)
+        logits = self.output(features.reshape(k, b * steps, -1)).reshape(k, b, steps, -1)
+        if not self.stacked:
+            logits = logits[0]
         if not trace:
             return logits
         names = ["write_weights", "read_weights", "usage", "read_modes", "write_gate", "allocation_gate"]
-        out = {name: torch.stack([r[k] for r in records], 1).detach() for k, name in enumerate(names)}
+        out = {name: torch.stack([r[j] for r in records], 1).detach() for j, name in enumerate(names)}
         out["link"], out["memory"] = state.link.detach(), state.memory.detach()
         return logits, out
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable scalars."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 class LSTMBaseline(nn.Module):
     """A plain LSTM with a linear read-out: everything it remembers lives in its state.
 
     Args:
-        input_size, output_size, hidden_size: widths.
+        n_inputs, n_outputs, hidden: widths.
         seed: initial weights are drawn under ``torch.manual_seed(seed)`` in a forked RNG.
     """
 
-    def __init__(self, input_size: int, output_size: int, hidden_size: int = 72, seed: int = 0) -> None:
+    def __init__(self, n_inputs: int, n_outputs: int, hidden: int = 72, seed: int = 0) -> None:
         super().__init__()
-        self.input_size = input_size
+        self.n_inputs = n_inputs
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
-            self.output = nn.Linear(hidden_size, output_size)
+            self.lstm = nn.LSTM(n_inputs, hidden, batch_first=True)
+            self.output = nn.Linear(hidden, n_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, T, input_size) -> logits (B, T, output_size)."""
-        _check("LSTMBaseline.forward", "x", x, ("batch", "T", self.input_size))
+        """(B, T, n_inputs) -> logits (B, T, n_outputs)."""
+        _check("LSTMBaseline.forward", "x", x, ("batch", "T", self.n_inputs))
         return self.output(self.lstm(x)[0])
 
 
@@ -496,12 +569,116 @@ def bit_errors(logits: Tensor, targets: Tensor) -> Tensor:
     """Wrong bits per sequence when each output is thresholded at probability 1/2.
 
     Args:
-        logits: (B, L, bits), the model's outputs on the recall steps.
+        logits: (B, L, bits), the model's outputs on the recall steps (or (k, B, L, bits)).
         targets: (B, L, bits) of 0s and 1s.
 
     Returns:
-        (B,) float: the number of wrong bits in each sequence.
+        (B,) float: the number of wrong bits in each sequence (or (k, B)).
     """
-    _check("bit_errors", "logits", logits, ("batch", "L", "bits"))
-    _check("bit_errors", "targets", targets, tuple(logits.shape))
-    return ((logits > 0).to(targets.dtype) != targets).sum(dim=(1, 2)).float()
+    check_tensor("bit_errors", "logits", logits)
+    _check("bit_errors", "targets", targets, ("batch", "L", "bits"))
+    if tuple(logits.shape[-3:]) != tuple(targets.shape) or logits.ndim not in (3, 4):
+        raise ValueError(f"bit_errors: expected logits of shape {tuple(targets.shape)} or (k, "
+                         f"{', '.join(map(str, targets.shape))}), got {tuple(logits.shape)}")
+    return ((logits > 0).to(targets.dtype) != targets).sum(dim=(-2, -1)).float()
+
+
+# --------------------------------------------------------------------------- the copy task
+
+
+def evaluate_copy(model: nn.Module, length: int, batch_size: int = 64, bits: int = 6, seed: int = 1000,
+                  slots: int | None = None) -> float | np.ndarray:
+    """Mean bit errors per sequence on a fixed test batch of one length (drawn from ``seed + length``).
+
+    ``slots`` runs a DNC with another memory size. Returns a float, or an
+    array (k,) for a stacked DNC. Chapter 6, "The copy task".
+    """
+    check_positive("evaluate_copy", "length", length, integer=True)
+    x, y = copy_task(batch_size, length, bits=bits, generator=training.generator(seed + length))
+    with torch.no_grad():
+        logits = model(x) if slots is None else model(x, slots=slots)
+    errors = bit_errors(logits[..., -length:, :], y).mean(dim=-1)
+    return errors.numpy() if errors.ndim else float(errors)
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def train_copy(model: nn.Module, steps: int, lr: float = 1e-2, batch_size: int = 16, max_length: int = 8,
+               bits: int = 6, seed: int = 0, clip: float = 10.0, schedule: str = "constant",
+               eval_every: int = 50, log_every: int | None = None, progress: bool = True,
+               name: str = "model") -> training.History:
+    """Adam on the copy task: the loop chapter 6 and ``scripts/train_dnc.py`` train with.
+
+    Each step draws one length uniformly from 1..``max_length`` and a batch of
+    ``batch_size`` sequences of that length from ``training.generator(seed)``
+    (so every batch is one set of tensor operations, without padding); the
+    loss is binary cross-entropy on the recall steps. Gradients are clipped to
+    norm ``clip`` (per network for a stacked DNC, whose k losses are summed so
+    each network gets exactly its own gradient). ``schedule="cosine"`` decays
+    the learning rate from ``lr`` to ``lr / 100``.
+
+    Every ``eval_every`` steps it records ``eval_errors``, the bit errors per
+    sequence at ``max_length`` on a fixed batch of 32; ``log_every`` prints a
+    milestone line.
+
+    Returns a ``History`` with ``loss`` every step ((steps,) or (steps, k))
+    and ``eval_errors`` at the evaluation steps (NaN elsewhere).
+    Chapter 6, "The copy task".
+    """
+    for what, value in [("steps", steps), ("batch_size", batch_size), ("max_length", max_length),
+                        ("bits", bits), ("eval_every", eval_every)]:
+        check_positive("train_copy", what, value, integer=True)
+    check_positive("train_copy", "lr", lr)
+    check_choice("train_copy", "schedule", schedule, SCHEDULES)
+    gen = training.generator(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    history = training.History()
+    bar = training.progress(range(1, steps + 1), progress, desc=name, mininterval=5)
+    for step in bar:
+        if schedule == "cosine":
+            optimizer.param_groups[0]["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps)))
+        length = int(torch.randint(1, max_length + 1, (1,), generator=gen))
+        x, y = copy_task(batch_size, length, bits=bits, generator=gen)
+        logits = model(x)[..., -length:, :]
+        losses = F.binary_cross_entropy_with_logits(logits, y.expand_as(logits), reduction="none")
+        loss = losses.mean(dim=(-3, -2, -1))  # () or (k,)
+        optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        training.clip_gradients(model, clip)
+        optimizer.step()
+        if step % eval_every == 0:
+            errors = evaluate_copy(model, max_length, batch_size=32, bits=bits)
+            history.log(step, loss=loss.detach(), eval_errors=errors)
+            if log_every and step % log_every == 0:
+                print(f"{name} step {step}: loss {np.mean(loss.detach().numpy()):.3f}, bit errors per "
+                      f"sequence at length {max_length}: {np.round(errors, 2)}", flush=True)
+        else:
+            history.log(step, loss=loss.detach())
+    return history
+
+
+# --------------------------------------------------------------------------- the shipped LSTM baselines
+
+
+def load_lstm_baselines() -> tuple[list[LSTMBaseline], dict]:
+    """The long-trained LSTM baselines of chapter 6, one per seed, shipped with the package.
+
+    Read from ``companion/checkpoints/lstm_copy.pt`` with ``importlib.resources``
+    (so a notebook finds them without the repository beside it); made by
+    ``scripts/train_dnc.py``. Returns the models (in eval mode) and the
+    checkpoint's record of how they were trained (``steps``, ``lr``, ``seeds``).
+    """
+    from importlib.resources import files
+
+    resource = files("companion").joinpath("checkpoints", "lstm_copy.pt")
+    with resource.open("rb") as f:
+        saved = torch.load(f, weights_only=True)
+    models = []
+    for state in saved["state_dicts"]:
+        model = LSTMBaseline(state["lstm.weight_ih_l0"].shape[1], state["output.weight"].shape[0],
+                             hidden=state["output.weight"].shape[1])
+        model.load_state_dict(state)
+        models.append(model.eval())
+    info = {key: value for key, value in saved.items() if key != "state_dicts"}
+    return models, info

@@ -1,5 +1,6 @@
 """companion.dnc: each addressing mechanism against a reference or an invariant, gradcheck, errors."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 from companion import dnc
 from companion.data import copy_task
 from companion.exercises import check
+from companion.measure import count_parameters
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -244,7 +246,7 @@ def test_gradcheck_through_one_memory_step():
 
 
 def test_dnc_shapes_trace_and_memory_size_is_not_a_parameter():
-    model = dnc.DNC(input_size=5, output_size=3, hidden_size=16, slots=8, word=4, reads=2, seed=0)
+    model = dnc.DNC(n_inputs=5, n_outputs=3, hidden=16, slots=8, word=4, reads=2, seed=0)
     x = torch.randn(2, 7, 5)
     logits, trace = model(x, trace=True)
     assert logits.shape == (2, 7, 3)
@@ -253,18 +255,18 @@ def test_dnc_shapes_trace_and_memory_size_is_not_a_parameter():
     assert ((trace["usage"] >= 0) & (trace["usage"] <= 1)).all()
     big, big_trace = model(x, slots=32, trace=True)
     assert big.shape == (2, 7, 3) and big_trace["memory"].shape == (2, 32, 4)
-    same = dnc.DNC(5, 3, hidden_size=16, slots=32, word=4, reads=2, seed=0)
-    assert dnc.count_parameters(same) == dnc.count_parameters(model)
+    same = dnc.DNC(5, 3, hidden=16, slots=32, word=4, reads=2, seed=0)
+    assert count_parameters(same) == count_parameters(model)
     torch.testing.assert_close(same(x), big)  # same seed, same weights, whatever the memory size
 
 
 def test_dnc_learns_from_gradients():
-    model = dnc.DNC(7, 6, hidden_size=16, slots=4, word=4, seed=1)
+    model = dnc.DNC(7, 6, hidden=16, slots=4, word=4, seed=1)
     x, y = copy_task(4, 2, generator=torch.Generator().manual_seed(0))
     loss = F.binary_cross_entropy_with_logits(model(x)[:, -2:], y)
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
-    assert model.interface.weight.grad.abs().sum() > 0
+    assert model.interface.weight.grad.abs().sum() > 0 and model.gates_rh.grad.abs().sum() > 0
 
 
 # --------------------------------------------------------------------------- errors
@@ -328,8 +330,204 @@ def test_bit_errors_and_lstm_baseline():
     targets = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [0.0, 0.0]]])
     logits = torch.tensor([[[2.0, -1.0], [-3.0, 0.5]], [[-1.0, 1.0], [1.0, 1.0]]])
     torch.testing.assert_close(dnc.bit_errors(logits, targets), torch.tensor([0.0, 3.0]))
-    with pytest.raises(ValueError, match=r"expected targets of shape \(2, 2, 2\), got \(2, 2\)"):
+    with pytest.raises(ValueError, match=r"expected targets of shape \(batch, L, bits\), got \(2, 2\)"):
         dnc.bit_errors(logits, targets[0])
-    lstm = dnc.LSTMBaseline(7, 6, hidden_size=10, seed=0)
+    with pytest.raises(ValueError, match=r"expected logits of shape \(2, 2, 2\)"):
+        dnc.bit_errors(logits[:, :1], targets)
+    lstm = dnc.LSTMBaseline(7, 6, hidden=10, seed=0)
     assert lstm(torch.zeros(3, 5, 7)).shape == (3, 5, 6)
-    torch.testing.assert_close(dnc.LSTMBaseline(7, 6, hidden_size=10, seed=0)(torch.ones(1, 2, 7)), lstm(torch.ones(1, 2, 7)))
+    torch.testing.assert_close(dnc.LSTMBaseline(7, 6, hidden=10, seed=0)(torch.ones(1, 2, 7)), lstm(torch.ones(1, 2, 7)))
+
+
+# --------------------------------------------------------------------------- one memory step, against the paper
+
+
+def _reference_memory_step(state, iface):
+    """Graves et al. (2016), Methods, written as loops over slots for batch row 0 (float64 numpy)."""
+    import numpy as np
+
+    M, u, L, p = (t[0].double().numpy() for t in (state.memory, state.usage, state.link, state.precedence))
+    wr_prev, ww_prev = state.read_weights[0].double().numpy(), state.write_weights[0].double().numpy()
+    f = {k: getattr(iface, k)[0].double().numpy() for k in iface._fields}
+    n, w = M.shape
+    r = wr_prev.shape[0]
+
+    def cosine_softmax(mem, key, beta):
+        sims = np.array([key @ mem[i] / (np.linalg.norm(key) * np.linalg.norm(mem[i]) + 1e-6) for i in range(n)])
+        e = np.exp(beta * sims - np.max(beta * sims))
+        return e / e.sum()
+
+    psi = np.array([np.prod([1 - f["free_gates"][h] * wr_prev[h, i] for h in range(r)]) for i in range(n)])
+    u = (u + ww_prev - u * ww_prev) * psi
+    phi = sorted(range(n), key=lambda i: u[i])
+    a = np.zeros(n)
+    for j, slot in enumerate(phi):
+        a[slot] = (1 - u[slot]) * np.prod([u[phi[i]] for i in range(j)])
+    cw = cosine_softmax(M, f["write_key"], f["write_strength"])
+    ga, gw = f["allocation_gate"], f["write_gate"]
+    ww = gw * (ga * a + (1 - ga) * cw)
+    M = np.array([[M[i, k] * (1 - ww[i] * f["erase"][k]) + ww[i] * f["add"][k] for k in range(w)] for i in range(n)])
+    L = np.array([[0.0 if i == j else (1 - ww[i] - ww[j]) * L[i, j] + ww[i] * p[j] for j in range(n)]
+                  for i in range(n)])
+    p = (1 - ww.sum()) * p + ww
+    reads, wr = [], []
+    for h in range(r):
+        fwd = np.array([sum(L[i, j] * wr_prev[h, j] for j in range(n)) for i in range(n)])  # written after
+        bwd = np.array([sum(L[j, i] * wr_prev[h, j] for j in range(n)) for i in range(n)])  # written before
+        c = cosine_softmax(M, f["read_keys"][h], f["read_strengths"][h])
+        pi = f["read_modes"][h]  # (backward, content, forward)
+        wr.append(pi[0] * bwd + pi[1] * c + pi[2] * fwd)
+        reads.append(M.T @ wr[-1])
+    return np.array(reads), dict(memory=M, usage=u, link=L, precedence=p, read_weights=np.array(wr), write_weights=ww)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_memory_step_matches_the_papers_equations_written_as_loops(seed):
+    g = torch.Generator().manual_seed(seed)
+    b, n, w, r = 1, 5, 3, 2
+    d = dict(dtype=torch.float64)
+    state = dnc.MemoryState(torch.randn(b, n, w, generator=g, **d), torch.rand(b, n, generator=g, **d),
+                            _weights(g, b, n, n) * (1 - torch.eye(n, **d)), _weights(g, b, n),
+                            _weights(g, b, r, n), _weights(g, b, n))
+    iface = dnc.split_interface(2 * torch.randn(b, dnc.interface_size(w, r), generator=g, **d), w, r)
+    reads, new = dnc.memory_step(state, iface)
+    expected_reads, expected = _reference_memory_step(state, iface)
+    torch.testing.assert_close(reads[0], torch.tensor(expected_reads))
+    for name, value in expected.items():
+        torch.testing.assert_close(getattr(new, name)[0], torch.tensor(value), msg=name)
+
+
+def test_a_forward_read_follows_the_link_and_a_backward_read_goes_back():
+    """The chain 1 -> 3 -> 0 in the links, the head on 3: forward mode reads slot 0, backward mode slot 1."""
+    n, w = 4, 2
+    link = torch.zeros(1, n, n)
+    link[0, 3, 1] = link[0, 0, 3] = 1.0  # 3 was written after 1, 0 after 3
+    memory = torch.eye(n, w).unsqueeze(0) + torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    state = dnc.MemoryState(memory, torch.ones(1, n), link, torch.zeros(1, n),
+                            F.one_hot(torch.tensor([[3]]), n).float(), torch.zeros(1, n))
+    raw = torch.zeros(1, dnc.interface_size(w, 1))
+    raw[0, -4] = -100.0  # write gate shut: nothing is written this step
+    for mode, slot in [(2, 0), (0, 1)]:  # read modes are (backward, content, forward)
+        modes = torch.full((3,), -50.0)
+        modes[mode] = 50.0
+        raw[0, -3:] = modes
+        _, new = dnc.memory_step(state, dnc.split_interface(raw, w, 1))
+        assert new.read_weights[0, 0].argmax().item() == slot and new.read_weights[0, 0, slot] > 0.99
+
+
+# --------------------------------------------------------------------------- many DNCs at once, and ablations
+
+
+def test_stacked_dncs_are_the_seeds_dncs():
+    x, _ = copy_task(3, 4, generator=torch.Generator().manual_seed(0))
+    seeds = [5, 1, 2]
+    stacked = dnc.DNC(7, 6, hidden=16, slots=6, word=4, reads=2, seeds=seeds)
+    out = stacked(x)
+    assert out.shape == (3, 3, 9, 6) and stacked.n_seeds == 3
+    for i, s in enumerate(seeds):
+        torch.testing.assert_close(out[i], dnc.DNC(7, 6, hidden=16, slots=6, word=4, reads=2, seed=s)(x))
+    assert not hasattr(dnc.DNC(7, 6, seed=0), "n_seeds")
+
+
+def test_ablations_remove_their_mechanism():
+    g = torch.Generator().manual_seed(0)
+    iface = dnc.split_interface(torch.randn(4, dnc.interface_size(3, 2), generator=g), 3, 2)
+    on, off = torch.ones(4), torch.zeros(4)
+    assert torch.equal(dnc.ablate(iface, on, on, on).read_modes, iface.read_modes)
+    assert (dnc.ablate(iface, off, on, on).allocation_gate == 0).all()
+    assert torch.equal(dnc.ablate(iface, on, off, on).read_modes, torch.tensor([0.0, 1.0, 0.0]).expand(4, 2, 3))
+    assert (dnc.ablate(iface, on, on, off).free_gates == 0).all()
+    x, _ = copy_task(2, 5, generator=torch.Generator().manual_seed(1))
+    names = [(), ("allocation",), ("links",), ("free_gates",)]
+    model = dnc.DNC(7, 6, hidden=16, slots=8, word=4, seeds=[0] * 4, ablate=names)
+    _, trace = model(x, trace=True)
+    gates = trace["allocation_gate"].reshape(4, 2, -1)
+    assert (gates[1] == 0).all() and (gates[0] > 0).all()
+    modes = trace["read_modes"].reshape(4, 2, x.shape[1], 1, 3)
+    assert (modes[2, ..., 1] == 1).all() and (modes[0, ..., 1] < 1).all()
+    with pytest.raises(ValueError, match="expected each ablation to be one of"):
+        dnc.DNC(7, 6, ablate=("links", "memory"))
+    with pytest.raises(ValueError, match="one tuple of ablations per seed"):
+        dnc.DNC(7, 6, seeds=[0, 1], ablate=[(), (), ()])
+
+
+def test_an_ablated_dnc_without_free_gates_never_frees():
+    x, _ = copy_task(2, 6, generator=torch.Generator().manual_seed(2))
+    model = dnc.DNC(7, 6, hidden=16, slots=8, word=4, seeds=[3, 3], ablate=[(), ("free_gates",)])
+    _, trace = model(x, trace=True)
+    usage = trace["usage"].reshape(2, 2, x.shape[1], 8)
+    assert (usage[1].diff(dim=1) >= -1e-6).all()  # usage never falls without freeing
+    assert (usage[0].diff(dim=1) < -1e-4).any()  # with free gates it does
+
+
+# --------------------------------------------------------------------------- the copy-task loop
+
+
+def test_train_copy_is_deterministic_lowers_the_loss_and_trains_seeds_as_alone():
+    def run(model, clip=10.0):
+        return dnc.train_copy(model, 20, lr=2e-2, batch_size=8, max_length=2, clip=clip, eval_every=10,
+                              progress=False)
+
+    single = [run(dnc.DNC(7, 6, hidden=8, slots=4, word=4, seed=s)) for s in (0, 1)]
+    again = run(dnc.DNC(7, 6, hidden=8, slots=4, word=4, seed=0))
+    np.testing.assert_array_equal(single[0]["loss"], again["loss"])
+    both = run(dnc.DNC(7, 6, hidden=8, slots=4, word=4, seeds=[0, 1]))
+    assert both["loss"].shape == (20, 2)
+    for i in range(2):
+        np.testing.assert_allclose(both["loss"][:, i], single[i]["loss"], rtol=1e-3, atol=1e-4)
+    assert single[0]["loss"][-5:].mean() < single[0]["loss"][:5].mean()
+    evals = single[0]["eval_errors"]
+    assert np.isfinite(evals[[9, 19]]).all() and np.isnan(evals[0])
+    # with a tight clip every step is clipped: each network must still be clipped on its own
+    both = run(dnc.DNC(7, 6, hidden=8, slots=4, word=4, seeds=[0, 1]), clip=0.05)
+    alone = run(dnc.DNC(7, 6, hidden=8, slots=4, word=4, seed=1), clip=0.05)
+    np.testing.assert_allclose(both["loss"][:, 1], alone["loss"], rtol=1e-3, atol=1e-4)
+
+
+def test_train_copy_clips_each_networks_gradient_on_its_own():
+    """A network whose gradient is small must not be scaled down because another one's is large."""
+    model = dnc.DNC(7, 6, hidden=8, slots=4, word=2, seeds=[0, 1])
+    x, y = copy_task(4, 2, generator=torch.Generator().manual_seed(0))
+    logits = model(x)[..., -2:, :]
+    loss = F.binary_cross_entropy_with_logits(logits, y.expand_as(logits), reduction="none").mean(dim=(1, 2, 3))
+    (loss * torch.tensor([1e4, 1.0])).sum().backward()
+    before = model.output.weight.grad[1].clone()
+    from companion.training import clip_gradients
+
+    norms = clip_gradients(model, 10.0)
+    assert norms[0] > 10 and norms[1] < 10
+    torch.testing.assert_close(model.output.weight.grad[1], before)
+
+
+def test_evaluate_copy_counts_the_errors_of_a_perfect_and_a_silent_model():
+    class Echo(torch.nn.Module):  # outputs the true answer: the input shifted by length + 1 steps
+        def forward(self, x):
+            length = (x.shape[1] - 1) // 2
+            out = torch.zeros(x.shape[0], x.shape[1], 6)
+            out[:, -length:] = 20 * (x[:, :length, :6] - 0.5)
+            return out
+
+    assert dnc.evaluate_copy(Echo(), 5) == 0.0
+    silent = dnc.evaluate_copy(lambda x: -torch.ones(x.shape[0], x.shape[1], 6), 5, batch_size=256)
+    assert abs(silent - 15) < 1.5  # half of the 30 bits are ones
+
+
+def test_the_lstm_baselines_ship_with_the_package():
+    from importlib.resources import files
+
+    assert files("companion").joinpath("checkpoints", "lstm_copy.pt").is_file()
+    models, info = dnc.load_lstm_baselines()
+    assert len(models) == len(info["seeds"]) >= 5 and info["model"] == "lstm"
+    assert all(dnc.evaluate_copy(m, 8) < 2 for m in models)  # they fit the training lengths
+
+
+def test_select_copies_members_out_of_a_stacked_module():
+    x, _ = copy_task(2, 3, generator=torch.Generator().manual_seed(0))
+    stacked = dnc.DNC(7, 6, hidden=8, slots=4, word=2, seeds=[0, 1, 2], ablate=[(), ("links",), ()])
+    with torch.no_grad():
+        stacked.output.bias.add_(torch.arange(3.0)[:, None, None])  # make the members differ after init
+    out = stacked(x)
+    torch.testing.assert_close(stacked.select([2, 1])(x), out[[2, 1]])
+    plain = stacked.select([1], stacked=False)
+    assert plain.ablate == [("links",)] and not plain.stacked
+    torch.testing.assert_close(plain(x), out[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ._core import Case, allclose, register
@@ -19,7 +20,7 @@ def _content_lookup(memory: torch.Tensor, keys: torch.Tensor, strengths: torch.T
     return out
 
 
-def _case(name: str, b: int, n: int, w: int, h: int, seed: int, **extra) -> Case:
+def _random(name: str, b: int, n: int, w: int, h: int, seed: int, **extra) -> Case:
     g = torch.Generator().manual_seed(seed)
     memory = torch.randn(b, n, w, generator=g, dtype=torch.float64)
     keys = torch.randn(b, h, w, generator=g, dtype=torch.float64)
@@ -35,22 +36,61 @@ def _scaled_case() -> Case:
                 hint="use the cosine, not the dot product: a long slot must not win just by being long")
 
 
+def _empty_memory_case() -> Case:
+    """The DNC's initial state: every slot is zero, so every cosine must be 0 and the weighting uniform."""
+    keys = torch.tensor([[[0.5, -1.0, 2.0, 0.0]], [[1.0, 1.0, 1.0, 1.0]]], dtype=torch.float64)
+    return Case("an all-zero memory (the DNC's initial state)",
+                (torch.zeros(2, 5, 4, dtype=torch.float64), keys, torch.tensor([[3.0], [50.0]], dtype=torch.float64)),
+                hint="an all-zero slot has norm 0: divide by (norm of key * norm of slot + a small epsilon) so its "
+                "cosine is 0, not 0/0 = nan; the weighting over an empty memory is then uniform")
+
+
+def _one_zero_slot_case() -> Case:
+    memory = torch.tensor([[[1.0, 2.0], [0.0, 0.0], [-1.0, 0.5]]], dtype=torch.float64)
+    keys = torch.tensor([[[1.0, 1.0]]], dtype=torch.float64)
+    return Case("one empty slot among written ones", (memory, keys, torch.tensor([[5.0]], dtype=torch.float64)),
+                hint="an empty (all-zero) slot gets cosine 0: add a small epsilon to the norms")
+
+
+def _strong_key_case() -> Case:
+    g = torch.Generator().manual_seed(4)
+    memory = torch.randn(1, 6, 3, generator=g, dtype=torch.float64)
+    keys = memory[:, 2:3] + 0.01 * torch.randn(1, 1, 3, generator=g, dtype=torch.float64)
+    return Case("a very strong key (strength 1000)", (memory, keys, torch.tensor([[1000.0]], dtype=torch.float64)),
+                hint="exp(1000) overflows: use torch.softmax (or subtract the maximum before exp)")
+
+
 def _cases() -> list[Case]:
     return [
-        _case("one head, 4 slots of width 3", 1, 4, 3, 1, seed=0,
-              hint="return shape (batch, heads, slots); the softmax runs over the slots (last axis)"),
+        _random("one head, 4 slots of width 3", 1, 4, 3, 1, seed=0,
+                hint="return shape (batch, heads, slots); the softmax runs over the slots (last axis)"),
         _scaled_case(),
-        _case("batch of 2, two heads", 2, 6, 4, 2, seed=1,
-              hint="multiply the cosine similarities by the key strength before the softmax"),
-        _case("16 slots of width 8, batch 3, three heads", 3, 16, 8, 3, seed=2, hidden=True),
-        _case("a single slot", 2, 1, 5, 1, seed=3, hidden=True),
+        _random("batch of 2, two heads", 2, 6, 4, 2, seed=1,
+                hint="multiply the cosine similarities by the key strength before the softmax"),
+        _empty_memory_case(),
+        _one_zero_slot_case(),
+        _strong_key_case(),
     ]
+
+
+def _hidden(rng: np.random.Generator) -> list[Case]:
+    cases = []
+    for i in range(6):
+        b, n, w, h = (int(rng.integers(1, 5)), int(rng.integers(1, 20)), int(rng.integers(1, 10)),
+                      int(rng.integers(1, 4)))
+        memory = torch.tensor(rng.normal(size=(b, n, w)))
+        memory[torch.tensor(rng.random((b, n)) < 0.2)] = 0.0  # some empty slots
+        keys = torch.tensor(rng.normal(size=(b, h, w)))
+        strengths = torch.tensor(1 + rng.exponential(10.0, size=(b, h)))
+        cases.append(Case(f"drawn case {i + 1}: batch {b}, {n} slots of width {w}, {h} heads", (memory, keys, strengths)))
+    return cases
 
 
 register(
     "ch06-content-lookup",
     reference=_content_lookup,
     cases=_cases,
+    hidden=_hidden,
     compare=allclose(rtol=1e-5, atol=1e-6),
     hint="cosine similarity between each key and each slot, times the key strength, then a softmax over slots",
 )
