@@ -77,13 +77,12 @@ def main() -> int:
     # plt.show() draws nothing; kept out in case jupyter-book executes anything itself.
     env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
     result = subprocess.run(command, cwd=ROOT, env=env)
-    if result.returncode != 0:
-        return result.returncode
-    # the page's download button serves _sources/<page>.ipynb: make it the reader notebook
-    written = export.write_reader_notebooks(HTML / "_sources")
-    print(f"wrote {len(written)} reader notebooks (the .ipynb download) to {(HTML / '_sources').relative_to(ROOT)}/")
-    print(f"built in {time.perf_counter() - start:.0f} s")
-    return 0
+    if (HTML / "index.html").exists():  # also after a warning (--keep-going wrote the pages): one problem at a time
+        # the page's download button serves _sources/<page>.ipynb: make it the reader notebook
+        written = export.write_reader_notebooks(HTML / "_sources")
+        print(f"wrote {len(written)} reader notebooks (the .ipynb download) to {(HTML / '_sources').relative_to(ROOT)}/")
+    print(f"built in {time.perf_counter() - start:.0f} s" + (" with errors" if result.returncode else ""))
+    return result.returncode
 
 
 if __name__ == "__main__":
