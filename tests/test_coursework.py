@@ -139,11 +139,14 @@ def test_diagnose_sees_swapped_outputs_and_a_missing_tensor():
     assert "torch tensor is expected" in diagnose(torch.ones(3), np.zeros(3))
 
 
-def test_legacy_hidden_cases_still_run_only_at_grading():
-    legacy = Exercise("test-legacy", math.sqrt, lambda: [Case("4", (4.0,)), Case("9", (9.0,), hidden=True)])
-    assert [c.name for c in legacy.visible_cases()] == ["4"]
-    assert [(c.name, hidden) for c, hidden in legacy.grading_cases(np.random.default_rng(0))] == \
-        [("4", False), ("9", True)]
+def test_hidden_cases_are_only_drawn_never_fixed():
+    with pytest.raises(TypeError):
+        Case("a fixed hidden case", (9.0,), hidden=True)  # the old form is gone: nothing hidden ships
+    cases = EXERCISE.grading_cases(np.random.default_rng(0))
+    assert [hidden for _, hidden in cases] == [False, True, True]
+    again = EXERCISE.grading_cases(np.random.default_rng(0))
+    assert np.array_equal(cases[1][0].args[0], again[1][0].args[0])
+    assert not np.array_equal(cases[1][0].args[0], EXERCISE.grading_cases(np.random.default_rng(1))[1][0].args[0])
 
 
 def test_hidden_seeds_depend_on_the_secret_the_exercise_and_the_student():

@@ -9,8 +9,6 @@ seeds that generator from the instructor's secret at grading time, so no fixed
 set of hidden cases ships with the package, and it decides every verdict in its
 own process: the student's kernel only hands back what the function returned
 (:class:`Outcome`), and :func:`judge` compares it with the reference's.
-(``Case(hidden=True)`` is the older form, being phased out: such cases are
-fixed, hence public; the grader still runs them as hidden cases.)
 """
 
 from __future__ import annotations
@@ -37,7 +35,6 @@ class Case:
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
     hint: str = ""
-    hidden: bool = False  # old form; draw hidden cases with ``register(..., hidden=lambda rng: [...])``
     raises: type[BaseException] | None = None  # the call must raise this instead of returning
 
 
@@ -95,12 +92,11 @@ class Exercise:
 
     def visible_cases(self) -> list[Case]:
         """The cases a student's ``check`` runs."""
-        return [c for c in self.cases() if not c.hidden]
+        return list(self.cases())
 
     def hidden_cases(self, rng: np.random.Generator) -> list[Case]:
         """The cases that run only at grading: drawn from ``rng`` (seeded from the instructor's secret)."""
-        drawn = list(self.hidden(rng)) if self.hidden is not None else []
-        return [c for c in self.cases() if c.hidden] + drawn
+        return list(self.hidden(rng)) if self.hidden is not None else []
 
     def grading_cases(self, rng: np.random.Generator) -> list[tuple[Case, bool]]:
         """Every case the grader runs, in order, each with whether it is hidden."""
