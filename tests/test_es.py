@@ -278,3 +278,27 @@ def test_distributed_update_is_the_openai_es_update():
     np.testing.assert_allclose(fitness, hidden_vector_fitness(before + 0.1 * noise, np.ones(3)))
     expected = before + 0.5 * es_gradient(fitness, noise, 0.1, "centered_rank")
     np.testing.assert_allclose(es.params, expected)
+
+
+def test_distributed_es_runs_unchanged_on_rays_pool():
+    """The optional extra: where Ray is installed, its Pool is a drop-in (skipped otherwise)."""
+    ray = pytest.importorskip("ray")
+    from ray.util.multiprocessing import Pool as RayPool
+
+    from companion.es import CartPoleFitness, DistributedES, SerialPool
+
+    policy = MLPPolicy(hidden=8)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        params = []
+        for factory in (SerialPool, RayPool):
+            es = DistributedES(np.zeros(policy.n_params), CartPoleFitness(policy), factory,
+                               processes=2, population=20, sigma=0.3, lr=0.3, seed=3,
+                               table_size=10_000)
+            for _ in range(3):
+                es.step()
+            params.append(es.params.copy())
+            es.close()
+        np.testing.assert_array_equal(params[0], params[1])
+    finally:
+        ray.shutdown()
