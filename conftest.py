@@ -179,10 +179,18 @@ def chapter_run(request):
                                        "wall": data.get("execution_seconds") or 0.0, "cpu": data.get("cpu_seconds") or 0.0}
     except ImportError:
         pass
-    to_run = [c for c in every if c not in cached]
-    if to_run:
-        executions.start(to_run[0], to_run)
-    return lambda chapter: cached.get(Path(chapter).resolve()) or executions.result(Path(chapter).resolve())
+    class Run:
+        def prefetch(self, chapters_wanted: list[Path]) -> None:
+            """Start executing these chapters (those not cached), ``--chapter-jobs`` at a time."""
+            to_run = [Path(c).resolve() for c in chapters_wanted if Path(c).resolve() not in cached]
+            if to_run:
+                executions.start(to_run[0], to_run)
+
+        def __call__(self, chapter: Path) -> dict:
+            chapter = Path(chapter).resolve()
+            return cached.get(chapter) or executions.result(chapter)
+
+    return Run()
 
 
 def pytest_collect_file(file_path: Path, parent):

@@ -89,9 +89,13 @@ def _made(chapter: Path, run: dict, form: str):
 
 @pytest.fixture(scope="session")
 def notebooks(chapter_run, request) -> dict:
-    """{(chapter, form): the exported notebook}, made from this session's executions."""
+    """{(chapter, form): the exported notebook}, made from this session's executions (of the selected chapters)."""
+    selected = {item.callspec.params["chapter"] for item in request.session.items
+                if item.path.name == "test_notebooks.py" and hasattr(item, "callspec")}
+    wanted = [c for c in CHAPTERS if c in selected]
+    chapter_run.prefetch(wanted)
     made = {}
-    for chapter in CHAPTERS:
+    for chapter in wanted:
         run = chapter_run(chapter)
         for form in FORMS:
             try:
