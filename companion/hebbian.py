@@ -425,7 +425,7 @@ class LatencyRun(NamedTuple):
 
 def stdp_latency_run(n_inputs: int = 20, trials: int = 300, *, seeds: range | list[int] = range(5),
                      trial_ms: float = 50.0, dt: float = 0.5, early: float = 5.0, window: tuple = (10.0, 40.0),
-                     jitter: float = 1.0, p_noise: float = 0.3, w0: float = 0.5, psp: float = 5.0,
+                     jitter: float = 1.0, p_noise: float = 0.3, w0: float = 0.3, psp: float = 5.0,
                      sequence: bool = True, params: LIF = LATENCY_LIF,
                      rule: STDP = LATENCY_STDP) -> LatencyRun:
     """The umbrella example: one LIF neuron, STDP, one input that reliably fires first.
