@@ -215,6 +215,8 @@ def deltas(net: Net, cache: Cache, e: Tensor, rule: str, feedback: Sequence[Tens
     Chapter 9, "Weight transport" and "Feedback alignment".
     """
     check_choice("deltas", "rule", rule, ("bp", "fa", "dfa", "readout"))
+    if rule in ("fa", "dfa"):
+        _check_feedback("deltas", net, rule, feedback)
     out: list[Tensor] = [e]
     for l in range(net.n_layers - 2, -1, -1):
         slope = 1 - cache.inputs[l + 1] ** 2  # tanh'(Z) from the stored activation
@@ -230,6 +232,19 @@ def deltas(net: Net, cache: Cache, e: Tensor, rule: str, feedback: Sequence[Tens
     return out
 
 
+def _check_feedback(fn: str, net: Net, rule: str, feedback: Sequence[Tensor | None]) -> None:
+    """Feedback matrices of the shapes :func:`feedback_matrices` gives for ``rule``, or a clear error."""
+    k = net.n_seeds
+    if rule == "fa":
+        shapes = [None] + [(k, net.sizes[l + 1], net.sizes[l]) for l in range(1, net.n_layers)]
+    else:
+        shapes = [(k, net.sizes[-1], net.sizes[l + 1]) for l in range(net.n_layers - 1)] + [None]
+    got = [None if f is None else tuple(getattr(f, "shape", ())) for f in feedback]
+    if len(got) != len(shapes) or any(s is not None and g != s for s, g in zip(shapes, got)):
+        raise ValueError(f"{fn}: expected {rule!r} feedback matrices of shapes {shapes} "
+                         f"(None where a layer has none), got {got}")
+
+
 def weight_updates(cache: Cache, layer_deltas: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
     """dW_l = A_l^T @ delta_l, (k, sizes[l], sizes[l + 1]); db_l = sum over the batch of delta_l, (k, 1, ...).
 
@@ -242,7 +257,14 @@ def weight_updates(cache: Cache, layer_deltas: Sequence[Tensor]) -> tuple[list[T
 
 def rule_updates(net: Net, x: Tensor, y: Tensor, rule: str,
                  feedback: Sequence[Tensor | None] | None = None) -> tuple[list[Tensor], list[Tensor]]:
-    """One batch's updates (dW, db) under ``rule`` in bp/fa/dfa/readout: the whole rule in one call."""
+    """One batch's updates (dW, db) under ``rule`` in bp/fa/dfa/readout: the whole rule in one call.
+
+    x: (n, sizes[0]) or (k, n, sizes[0]) float; y: (n,) or (k, n) int64 labels;
+    ``feedback``: as :func:`feedback_matrices` gives (its default). Returns
+    ``dW[l]`` (k, sizes[l], sizes[l + 1]) and ``db[l]`` (k, 1, sizes[l + 1]), the
+    direction of steepest ascent (for "bp": the gradient of the mean loss).
+    Chapter 9, "Feedback alignment on the digits".
+    """
     check_choice("rule_updates", "rule", rule, ("bp", "fa", "dfa", "readout"))
     if feedback is None:
         feedback = feedback_matrices(net, rule)
@@ -278,7 +300,9 @@ def cosine(a: Tensor, b: Tensor) -> Tensor:
 def update_angles(net: Net, x: Tensor, y: Tensor, rule: str, feedback: Sequence[Tensor | None]) -> list[Tensor]:
     """Angle (degrees) between the rule's dW_l and backprop's gradient, per layer: a list of (k,).
 
-    Chapter 9, "The angle to the true gradient".
+    x: (n, sizes[0]) or (k, n, sizes[0]); y: (n,) or (k, n) labels; ``rule`` in
+    bp/fa/dfa/readout with its ``feedback`` (from :func:`feedback_matrices`, or
+    any matrices of those shapes). Chapter 9, "The angle to the true gradient".
     """
     cache = forward(net, x)
     e = output_error(cache.logits, _check_y("update_angles", net, y, cache.logits.shape[1]))

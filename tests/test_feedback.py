@@ -366,6 +366,11 @@ def test_bad_input_gets_a_clear_error():
         fb.train("fa", [5, 6, 3], x, y, seeds=[], epochs=1)
     with pytest.raises(ValueError, match=r"train: expected x of shape \(n, 5\)"):
         fb.train("fa", [5, 6, 3], x[:, :4], y, seeds=[0], epochs=1)
+    # feedback matrices missing or of the wrong shape, as in the chapter's exercise
+    with pytest.raises(ValueError, match=r"expected 'fa' feedback matrices of shapes"):
+        fb.update_angles(net, x, y, "fa", [None, None])
+    with pytest.raises(ValueError, match=r"expected 'dfa' feedback matrices of shapes"):
+        fb.rule_updates(net, x, y, "dfa", [torch.ones(2, 6, 3), None])
 
 
 # --------------------------------------------------------------------------- the exercise's checker
