@@ -259,9 +259,10 @@ def test_distributed_es_exchanges_only_scalars_and_matches_across_pools():
         runs[name] = (es.params.copy(), list(es.bytes_sent), es.parameter_protocol_bytes())
         es.close()
     np.testing.assert_array_equal(runs["serial"][0], runs["processes"][0])  # same numbers everywhere
-    sent = runs["processes"][1]
-    assert sent[-1] == sent[-2]  # steady state: only the last generation's update travels
-    assert sent[-1] < runs["processes"][2] / 3  # far less than sending parameter vectors
+    sent = runs["serial"][1]
+    assert sent[-1] == sent[-2] == sent[-3]  # steady state: only the last generation's update travels
+    # with processes a busy worker may miss a generation and catch up, still far below parameters
+    assert max(runs["processes"][1][1:]) < runs["processes"][2] / 3
 
 
 def test_distributed_update_is_the_openai_es_update():
