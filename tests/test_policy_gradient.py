@@ -91,6 +91,24 @@ def test_reinforce_on_a_bandit_equals_the_analytic_gradient():
     assert np.all(np.abs(sampled.numpy() - analytic.numpy()) < 4 * se)
 
 
+def test_the_surrogate_loss_is_minus_the_masked_sum_over_episodes_and_steps_divided_by_n():
+    # an independent double loop: -1/n sum_i sum_t mask * psi * log pi, per seed and summed over
+    # seeds; divided by the number of episodes, not by the number of steps
+    g = torch.Generator().manual_seed(0)
+    logp = -torch.rand(2, 3, 5, generator=g, dtype=torch.float64)  # (k, n, T)
+    psi = torch.randn(2, 3, 5, generator=g, dtype=torch.float64).numpy()
+    mask = (torch.rand(2, 3, 5, generator=g) < 0.7).numpy()
+    expected = 0.0
+    for k in range(2):
+        for i in range(3):
+            for t in range(5):
+                if mask[k, i, t]:
+                    expected -= psi[k, i, t] * float(logp[k, i, t]) / 3
+    assert float(pg.policy_gradient_loss(logp, psi, mask)) == pytest.approx(expected, rel=1e-12)
+    assert float(pg.policy_gradient_loss(logp, psi, mask, n_episodes=6)) == pytest.approx(expected / 2,
+                                                                                          rel=1e-12)
+
+
 def test_a_baseline_adds_exactly_zero_in_expectation_on_a_bandit():
     theta = torch.tensor([0.3, -1.0, 0.7], requires_grad=True)
     p = torch.softmax(theta, 0).detach()
