@@ -48,7 +48,7 @@ def _data(fn: str, X: object, name: str = "X", width: int | None = None) -> torc
 
 
 def _codebook(fn: str, X: torch.Tensor, W: object, name: str = "W") -> torch.Tensor:
-    check_tensor(fn, name, W, shape=(None, X.shape[1]), floating=True)
+    check_tensor(fn, name, W, shape=("K", X.shape[1]), floating=True)
     if W.shape[0] == 0:
         raise ValueError(f"{fn}: expected {name} to hold at least one unit, got shape {tuple(W.shape)}")
     check_finite(fn, name, W)
@@ -478,6 +478,10 @@ def unit_labels(X: torch.Tensor, y: torch.Tensor, W: torch.Tensor, n_classes: in
     X = _data("unit_labels", X)
     W = _codebook("unit_labels", X, W)
     check_tensor("unit_labels", "y", y, shape=(X.shape[0],))
+    check_positive("unit_labels", "n_classes", n_classes, integer=True)
+    if y.is_floating_point() or int(y.min()) < 0 or int(y.max()) >= n_classes:
+        raise ValueError(f"unit_labels: expected y to hold integer classes in 0..{n_classes - 1}, "
+                         f"got {y.dtype} values in {y.min().item()}..{y.max().item()}")
     K = W.shape[0]
     bmu = best_matching_units(X, W)
     votes = torch.zeros(K, n_classes, dtype=torch.int64)
@@ -491,7 +495,10 @@ def unit_labels(X: torch.Tensor, y: torch.Tensor, W: torch.Tensor, n_classes: in
 
 
 def predict(X: torch.Tensor, W: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The label of each point's best-matching unit, (n,) int64."""
+    """The label of each point's best-matching unit: X (n, d), W (K, d), labels (K,) -> (n,) int64."""
+    X = _data("predict", X)
+    W = _codebook("predict", X, W)
+    check_tensor("predict", "labels", labels, shape=(W.shape[0],))
     return labels[best_matching_units(X, W)]
 
 

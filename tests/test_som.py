@@ -90,7 +90,7 @@ def test_no_lloyd_step_increases_the_objective(n, d, k, seed, duplicates):
         assert J_new <= J + 1e-9
         centroids, J = new, J_new
     history = som.kmeans(X, k, seed=seed).history
-    assert all(b <= a + 1e-9 for a, b in zip(history, history[1:]))
+    assert all(b <= a + 1e-9 for a, b in zip(history, history[1:], strict=False))
 
 
 def test_update_step_keeps_an_empty_cluster_and_moves_the_rest_to_their_means():
@@ -315,7 +315,7 @@ def test_bad_input_gets_clear_errors():
                  lambda: som.quantization_error(bad, X[:2])):
         with pytest.raises(ValueError, match=r"expected X to hold finite numbers, got NaN or infinity"):
             call()
-    with pytest.raises(ValueError, match=r"quantization_error: expected W of shape \(n, 3\), got \(4, 2\)"):
+    with pytest.raises(ValueError, match=r"quantization_error: expected W of shape \(K, 3\), got \(4, 2\)"):
         som.quantization_error(X, torch.randn(4, 2))
     with pytest.raises(ValueError, match=r"topographic_error: expected a codebook of rows \* cols = 6 units, got 4"):
         som.topographic_error(X, torch.randn(4, 3), 2, 3)
@@ -323,6 +323,10 @@ def test_bad_input_gets_clear_errors():
         som.kmeans(torch.ones(5, 3, dtype=torch.int64), 2)
     with pytest.raises(ValueError, match=r"train_som: expected init to be one of"):
         som.train_som(X, 2, 2, epochs=1, init="zeros")
+    with pytest.raises(ValueError, match=r"unit_labels: expected y to hold integer classes in 0..9"):
+        som.unit_labels(X, torch.tensor([0, 1, 2, 10, 3]), X[:2])
+    with pytest.raises(ValueError, match=r"predict: expected labels of shape \(2,\), got \(3,\)"):
+        som.predict(X, X[:2], torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match=r"roc_auc: expected scores for both groups"):
         som.roc_auc([], [1.0])
 
