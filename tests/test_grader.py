@@ -383,7 +383,13 @@ def _submission(handout, cells: list[str] | None):
 def _tree(*folders: Path) -> dict[str, str]:
     digest = {}
     for folder in folders:
-        for base, _, files in os.walk(folder):
+        if folder.is_file():
+            digest[str(folder)] = hashlib.sha256(folder.read_bytes()).hexdigest()
+            continue
+        for base, dirs, files in os.walk(folder):
+            # Python's bytecode cache, written by the grader's own interpreter on a fresh
+            # checkout, is not a change a submission made
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
             for name in files:
                 path = Path(base) / name
                 if not path.is_symlink():
