@@ -124,11 +124,16 @@ def chapter_title(chapter: Path) -> str:
     return next(line[2:].strip() for line in chapter.read_text().splitlines() if line.startswith("# "))
 
 
+def plain_quotes(text: str) -> str:
+    """Undo Sphinx's smart quotes (doesn't -> doesn’t), so titles compare as written."""
+    return text.translate(str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"'}))
+
+
 @pytest.mark.parametrize("chapter", chapters(), ids=lambda p: p.stem)
 def test_chapter_page(site, browser, chapter):
     page, errors = open_page(browser, page_url(site, chapter))
     source = chapter.read_text()
-    assert chapter_title(chapter) in page.title()
+    assert chapter_title(chapter) in plain_quotes(page.title())
 
     # math: MathJax has typeset something and left no raw TeX delimiters behind
     page.wait_for_selector("mjx-container", state="attached", timeout=20_000)  # the first may sit in a collapsed block
