@@ -22,6 +22,9 @@ Hz (spikes per second; a rate r fires with probability r dt / 1000 per step):
   measures the same window by running the trace equations on spike pairs.
 * ``stdp_latency_run``: one LIF neuron learning with STDP over repeated
   trials, vectorized over independent runs (seeds).
+* ``repeating_pattern``, ``stdp_pattern_run`` and ``pattern_response``: a spike
+  pattern repeated at random times in Poisson noise of the same rate, one LIF
+  neuron learning it with STDP (after Masquelier, Guyonneau and Thorpe 2008).
 * ``spiking_digits``: a Diehl-and-Cook-style layer (Poisson pixels, excitatory
   LIF units, winner-take-all inhibition, adaptive thresholds, STDP), vectorized
   over runs.
@@ -42,7 +45,8 @@ __all__ = [
     "train_competitive", "LIF", "lif_simulate", "lif_rate", "poisson_spikes", "STDP", "stdp_window",
     "stdp_pair_simulation", "LatencyRun", "stdp_latency_run", "DigitsRun", "spiking_digits", "spiking_responses",
     "label_units", "predict_labels", "LIF_DEFAULT", "LATENCY_LIF", "DIGITS_LIF", "STDP_DEFAULT",
-    "LATENCY_STDP", "DIGITS_STDP",
+    "LATENCY_STDP", "DIGITS_STDP", "PatternInput", "repeating_pattern", "PatternRun", "stdp_pattern_run",
+    "PatternResponse", "pattern_response", "PATTERN_LIF", "PATTERN_STDP",
 ]
 
 
@@ -256,6 +260,7 @@ class LIF(NamedTuple):
 LIF_DEFAULT = LIF()
 LATENCY_LIF = LIF(t_ref=5.0)  # the umbrella neuron: a 5 ms refractory period
 DIGITS_LIF = LIF(t_ref=0.0)  # the digits layer: winner-take-all already limits spiking to one per step
+PATTERN_LIF = LIF(tau_m=10.0, t_ref=0.0)  # the hidden-pattern neuron: a faster membrane, a coincidence detector
 
 
 def lif_rate(I: np.ndarray, params: LIF = LIF_DEFAULT) -> np.ndarray:
@@ -356,6 +361,8 @@ class STDP(NamedTuple):
 STDP_DEFAULT = STDP()  # Song, Miller and Abbott's a_minus / a_plus = 1.05; Bi and Poo's time constants
 LATENCY_STDP = STDP(a_minus=0.008)  # slightly potentiation-dominated, so the neuron keeps firing
 DIGITS_STDP = STDP(0.02, 0.004, 10.0, 10.0, 1.0)  # as Diehl and Cook: weak depression, normalized weights
+# the hidden pattern: Bi and Poo's time constants, depression's area 1.3 times potentiation's (a_- tau_- / a_+ tau_+)
+PATTERN_STDP = STDP(a_plus=0.03, a_minus=0.0195)
 
 
 def stdp_window(delta_t: np.ndarray, rule: STDP = STDP_DEFAULT) -> np.ndarray:
@@ -609,3 +616,184 @@ def predict_labels(counts: np.ndarray, labels: np.ndarray, n_classes: int = 10) 
     onehot = np.eye(n_classes)[labels]  # (runs, units, C)
     per_class = np.einsum("snk,skc->snc", counts, onehot) / onehot.sum(1, keepdims=True).clip(1)
     return per_class.argmax(-1)
+
+
+# --------------------------------------------------------------------------- a pattern hidden in noise
+
+class PatternInput(NamedTuple):
+    """What ``repeating_pattern`` returns. spikes: bool (T, n_afferents), one row per step of dt ms;
+    in_pattern: bool (n_slots,), whether slot k (steps k * slot_steps to (k + 1) * slot_steps) carries the
+    pattern; afferents 0 .. n_pattern - 1 carry it."""
+
+    spikes: np.ndarray
+    in_pattern: np.ndarray
+    slot_steps: int
+    n_pattern: int
+    dt: float
+
+
+def repeating_pattern(n_afferents: int = 1000, duration: float = 40_000.0, *, rate: float = 5.0,
+                      pattern_ms: float = 50.0, share: float = 0.25, n_pattern: int | None = None,
+                      repeat: bool = True, dt: float = 1.0, seed: int = 0) -> PatternInput:
+    """Poisson spike trains with one spike pattern repeated at random times, at the same rate.
+
+    Time is cut into slots of ``pattern_ms``; each slot carries the pattern with
+    probability share / (1 - share) unless the slot before it did, so about
+    ``share`` of the time is pattern. Every afferent fires as a Bernoulli
+    process of ``rate`` Hz (probability rate dt / 1000 per step) everywhere;
+    in a pattern slot the first ``n_pattern`` afferents (default half) replay
+    one frozen block of spikes instead, drawn as exactly
+    round(n_pattern * slot_steps * rate dt / 1000) spikes placed uniformly at
+    random in the block, so every step of every afferent still spikes with
+    probability rate dt / 1000 and the pattern's spike count is the noise's
+    expected count: the rates cannot tell pattern from noise. With
+    ``repeat=False`` each presentation is a fresh block drawn the same way (the
+    control with nothing to find). Returns a :class:`PatternInput`.
+    Chapter 11, "A pattern hidden in noise".
+    """
+    fn = "repeating_pattern"
+    dt = _dt(fn, dt)
+    check_positive(fn, "n_afferents", n_afferents, integer=True)
+    check_positive(fn, "duration", duration)
+    check_positive(fn, "pattern_ms", pattern_ms)
+    n_pattern = n_afferents // 2 if n_pattern is None else n_pattern
+    check_positive(fn, "n_pattern", n_pattern, integer=True)
+    if n_pattern > n_afferents:
+        raise ValueError(f"{fn}: expected n_pattern <= n_afferents = {n_afferents}, got {n_pattern}")
+    if not 0 < share < 0.5:
+        raise ValueError(f"{fn}: expected share in (0, 0.5) (slots cannot follow each other), got {share!r}")
+    if rate < 0 or rate > 1000.0 / dt:
+        raise ValueError(f"{fn}: expected rate in [0, 1/dt] = [0, {1000.0 / dt:g}] Hz, got {rate!r}")
+    rng = np.random.default_rng(seed)
+    slot_steps = int(round(pattern_ms / dt))
+    n_slots = int(duration // pattern_ms)
+    if n_slots < 1:
+        raise ValueError(f"{fn}: expected duration >= pattern_ms = {pattern_ms:g} ms, got {duration!r}")
+    draws = rng.random(n_slots) < share / (1.0 - share)
+    in_pattern = np.zeros(n_slots, dtype=bool)
+    for k in range(n_slots):  # no two pattern slots in a row
+        in_pattern[k] = draws[k] and not (k and in_pattern[k - 1])
+    p = rate * dt / 1000.0
+    spikes = np.zeros((n_slots * slot_steps, n_afferents), dtype=bool)
+    if p > 0:  # a Bernoulli trial per (step, afferent): geometric gaps between successes, over the flat array
+        flat = spikes.reshape(-1)
+        gaps = rng.geometric(p, size=int(flat.size * p + 6 * np.sqrt(flat.size * p) + 10))
+        hits = np.cumsum(gaps) - 1
+        while hits[-1] < flat.size:  # (practically never) draw more
+            hits = np.concatenate([hits, hits[-1] + np.cumsum(rng.geometric(p, size=hits.size))])
+        flat[hits[hits < flat.size]] = True
+    count = int(round(n_pattern * slot_steps * p))
+
+    def block() -> np.ndarray:
+        flat = np.zeros(slot_steps * n_pattern, dtype=bool)
+        flat[rng.choice(flat.size, count, replace=False)] = True
+        return flat.reshape(slot_steps, n_pattern)
+
+    frozen = block()
+    for k in np.flatnonzero(in_pattern):
+        spikes[k * slot_steps:(k + 1) * slot_steps, :n_pattern] = frozen if repeat else block()
+    return PatternInput(spikes, in_pattern, slot_steps, n_pattern, dt)
+
+
+class PatternRun(NamedTuple):
+    """What ``stdp_pattern_run`` returns: weights (records, runs, n_afferents), before the first step and after
+    every second of simulated time; post: bool (T, runs), the neuron's spikes."""
+
+    weights: np.ndarray
+    post: np.ndarray
+
+
+def stdp_pattern_run(inputs: list[PatternInput], *, learn: bool | list[bool] = True, w0: float = 0.5,
+                     psp: float = 0.8, params: LIF = PATTERN_LIF, rule: STDP = PATTERN_STDP) -> PatternRun:
+    """One LIF neuron per input, all afferents through delta synapses, learning with pair-based STDP.
+
+    Run r reads ``inputs[r]`` (all of one shape); an input spike raises V by
+    ``psp`` * w mV. Weights start at ``w0`` and, in the runs where ``learn``
+    is true, follow the chapter's all-to-all trace rule exactly as
+    ``_stdp_step`` writes it (after both traces jump, w += a_plus x at a
+    postsynaptic spike and w -= a_minus y at a presynaptic one, clipped to
+    [0, rule.w_max]); in the others they stay at w0 (the control without
+    plasticity). Event-driven: a step touches only the synapses that spiked,
+    and the presynaptic traces are decayed lazily, when a postsynaptic spike
+    reads them. Runs are vectorized. Returns a :class:`PatternRun`.
+    Chapter 11, "A pattern hidden in noise".
+    """
+    fn = "stdp_pattern_run"
+    if not inputs:
+        raise ValueError(f"{fn}: expected at least one input, got none")
+    (T, n), dt = inputs[0].spikes.shape, inputs[0].dt
+    for i, inp in enumerate(inputs):
+        if inp.spikes.shape != (T, n) or inp.dt != dt:
+            raise ValueError(f"{fn}: expected every input of shape {(T, n)} and dt {dt:g}, "
+                             f"got {inp.spikes.shape} and dt {inp.dt:g} for input {i}")
+    S = len(inputs)
+    learn = np.broadcast_to(np.asarray(learn, dtype=bool), (S,))
+    # every input spike as (step, run, afferent), in time order
+    found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    steps_, runs_, afferents_ = [], [], []
+    for r, inp in enumerate(inputs):
+        t_r, i_r = found.setdefault(id(inp), np.nonzero(inp.spikes))
+        steps_.append(t_r)
+        runs_.append(np.full(t_r.shape, r))
+        afferents_.append(i_r)
+    order = np.argsort(np.concatenate(steps_), kind="stable")
+    ev_step = np.concatenate(steps_)[order]
+    ev_run, ev_aff = np.concatenate(runs_)[order], np.concatenate(afferents_)[order]
+    bounds = np.searchsorted(ev_step, np.arange(T + 1))
+    w = np.full((S, n), float(w0))
+    x, x_time = np.zeros((S, n)), np.zeros((S, n))  # presynaptic traces, and the step each was last updated
+    y = np.zeros(S)  # the postsynaptic trace
+    V = np.full(S, params.v_rest)
+    refr = np.zeros(S)
+    dp, dq = np.exp(-dt / rule.tau_plus), np.exp(-dt / rule.tau_minus)
+    a = dt / params.tau_m
+    per_record = int(round(1000.0 / dt))
+    weights, post = [w.copy()], np.zeros((T, S), dtype=bool)
+    for t in range(T):
+        s_ev, i_ev = ev_run[bounds[t]:bounds[t + 1]], ev_aff[bounds[t]:bounds[t + 1]]
+        active = refr <= 0
+        drive = np.bincount(s_ev, weights=w[s_ev, i_ev], minlength=S)  # sum of w over this step's spikes
+        V = np.where(active, V + a * (params.v_rest - V) + psp * drive, V)
+        fired = V >= params.v_thresh
+        V = np.where(fired, params.v_reset, V)
+        refr = np.where(fired, params.t_ref, refr - dt)
+        post[t] = fired
+        # the traces jump (x lazily: decay since its last update, then + 1)
+        x[s_ev, i_ev] = x[s_ev, i_ev] * dp ** (t - x_time[s_ev, i_ev]) + 1.0
+        x_time[s_ev, i_ev] = t
+        y = y * dq + fired
+        if not learn.any():
+            continue
+        keep = learn[s_ev]
+        s_d, i_d = s_ev[keep], i_ev[keep]
+        w[s_d, i_d] -= rule.a_minus * y[s_d]  # depression at each presynaptic spike
+        for s_p in np.flatnonzero(fired & learn):  # potentiation at a postsynaptic spike
+            x[s_p] *= dp ** (t - x_time[s_p])
+            x_time[s_p] = t
+            w[s_p] += rule.a_plus * x[s_p]
+            np.clip(w[s_p], 0.0, rule.w_max, out=w[s_p])
+        w[s_d, i_d] = np.clip(w[s_d, i_d], 0.0, rule.w_max)
+        if (t + 1) % per_record == 0:
+            weights.append(w.copy())
+    return PatternRun(np.stack(weights), post)
+
+
+class PatternResponse(NamedTuple):
+    """What ``pattern_response`` returns for one run: counts (n_slots,) spikes per slot; latency
+    (n_presentations,) ms from each pattern onset to the first spike in its slot (NaN if none)."""
+
+    counts: np.ndarray
+    latency: np.ndarray
+
+
+def pattern_response(post: np.ndarray, inp: PatternInput) -> PatternResponse:
+    """The neuron's spikes per slot and its latency in each pattern presentation: post (T,) bool.
+
+    Chapter 11, "A pattern hidden in noise".
+    """
+    n_slots, L = inp.in_pattern.shape[0], inp.slot_steps
+    post = check_array("pattern_response", "post", post, shape=(n_slots * L,), dtype=bool)
+    per_slot = post.reshape(n_slots, L)
+    shown = per_slot[inp.in_pattern]
+    first = np.where(shown.any(1), shown.argmax(1) * inp.dt, np.nan)
+    return PatternResponse(per_slot.sum(1), first)

@@ -214,3 +214,94 @@ def test_checker_accepts_a_correct_solution_and_names_typical_bugs():
         result = check("ch11-stdp-all-pairs", wrong)
         assert not result.passed, wrong.__name__
         assert words in result.message, (wrong.__name__, result.message)
+
+
+# --------------------------------------------------------------------------- a pattern hidden in noise
+
+def _slots(inp):
+    return inp.spikes.reshape(len(inp.in_pattern), inp.slot_steps, -1)
+
+
+def test_repeating_pattern_keeps_rates_equal():
+    inp = h.repeating_pattern(400, 60_000.0, rate=10.0, seed=3)
+    slots = _slots(inp)
+    shown, p = inp.in_pattern, 10.0 / 1000
+    assert inp.n_pattern == 200 and not np.any(shown[1:] & shown[:-1])  # never two presentations in a row
+    assert abs(shown.mean() - 0.25) < 0.03  # about a quarter of the time
+    blocks = slots[shown][:, :, :200]
+    assert np.all(blocks == blocks[0])  # one frozen block, replayed exactly
+    assert np.all(blocks.sum((1, 2)) == round(200 * 50 * p))  # its spike count is the noise's expected count
+    # the rate inside the pattern equals the rate outside it, for pattern and noise afferents
+    for cols in (slice(0, 200), slice(200, 400)):
+        inside, outside = slots[shown][:, :, cols].mean(), slots[~shown][:, :, cols].mean()
+        assert abs(inside / p - 1) < 0.03 and abs(outside / p - 1) < 0.03
+    fresh = h.repeating_pattern(400, 60_000.0, rate=10.0, repeat=False, seed=3)
+    fresh_blocks = _slots(fresh)[fresh.in_pattern][:, :, :200]
+    assert not np.all(fresh_blocks == fresh_blocks[0])  # the control: a new block every time
+    assert np.all(fresh_blocks.sum((1, 2)) == round(200 * 50 * p))
+    with pytest.raises(ValueError, match=r"repeating_pattern: expected share in \(0, 0.5\)"):
+        h.repeating_pattern(10, 1000.0, share=0.6)
+    with pytest.raises(ValueError, match="repeating_pattern: expected n_pattern <= n_afferents"):
+        h.repeating_pattern(10, 1000.0, n_pattern=20)
+
+
+def _dense_pattern_run(inputs, learn, w0, psp, params, rule):
+    """Reference: the same neuron stepped densely through ``_stdp_step``, as the umbrella run does."""
+    U = np.stack([inp.spikes for inp in inputs], 1).astype(float)  # (T, S, n)
+    T, S, n = U.shape
+    w, x, y = np.full((S, n), w0), np.zeros((S, n)), np.zeros((S, 1))
+    V = np.full(S, params.v_rest)
+    dp, dq = np.exp(-1 / rule.tau_plus), np.exp(-1 / rule.tau_minus)
+    post = np.zeros((T, S), bool)
+    for t in range(T):
+        V = V + (params.v_rest - V) / params.tau_m + psp * (U[t] * w).sum(1)
+        fired = V >= params.v_thresh
+        V = np.where(fired, params.v_reset, V)
+        post[t] = fired
+        w_new, x, y = h._stdp_step(w, x, y, U[t], fired[:, None].astype(float), dp, dq, rule)
+        w = np.where(np.asarray(learn)[:, None], w_new, w)
+    return w, post
+
+
+def test_event_driven_pattern_run_matches_dense_trace_code():
+    inputs = [h.repeating_pattern(60, 3000.0, rate=40.0, seed=s) for s in range(3)]
+    learn = [True, True, False]
+    run = h.stdp_pattern_run(inputs, learn=learn, psp=1.5)
+    w, post = _dense_pattern_run(inputs, learn, 0.5, 1.5, h.PATTERN_LIF, h.PATTERN_STDP)
+    assert post.any() and np.array_equal(run.post, post)
+    assert np.allclose(run.weights[-1], w, atol=1e-12)
+    assert run.weights.shape == (4, 3, 60) and np.all(run.weights[:, 2] == 0.5)  # the frozen run stays put
+    assert run.weights.min() >= 0 and run.weights.max() <= 1
+
+
+def _share_in_pattern(rule, seeds, duration=30_000.0):
+    inputs = [h.repeating_pattern(seed=s, duration=duration) for s in seeds]
+    run = h.stdp_pattern_run(inputs, rule=rule)
+    shares = []
+    for k, inp in enumerate(inputs):
+        counts = h.pattern_response(run.post[:, k], inp).counts[-100:]  # the last 5 s
+        shown = inp.in_pattern[-100:]
+        shares.append(counts[shown].sum() / max(counts.sum(), 1))
+    return np.array(shares)
+
+
+def test_stdp_finds_the_hidden_pattern_and_not_without_it():
+    """Fails if STDP is switched off or its window is flipped (pre-before-post depressing)."""
+    chance = 0.25
+    assert _share_in_pattern(h.PATTERN_STDP, [0, 1, 3]).mean() > 0.6
+    off = h.STDP(a_plus=0.0, a_minus=0.0)
+    flipped = h.PATTERN_STDP._replace(a_plus=-h.PATTERN_STDP.a_minus, a_minus=-h.PATTERN_STDP.a_plus)
+    for rule in (off, flipped):
+        assert np.all(np.abs(_share_in_pattern(rule, [0, 1], 10_000.0) - chance) < 0.1)
+
+
+def test_pattern_response_latency():
+    inp = h.repeating_pattern(4, 1000.0, seed=0)
+    post = np.zeros(inp.spikes.shape[0], bool)
+    first = np.flatnonzero(inp.in_pattern)[0]
+    post[first * 50 + 7] = True  # 7 ms after the first onset
+    resp = h.pattern_response(post, inp)
+    assert resp.latency[0] == 7.0 and np.all(np.isnan(resp.latency[1:]))
+    assert resp.counts.sum() == 1 and resp.counts[first] == 1
+    with pytest.raises(ValueError, match="pattern_response: expected post of shape"):
+        h.pattern_response(post[:-1], inp)
