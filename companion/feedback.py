@@ -245,12 +245,16 @@ def _check_feedback(fn: str, net: Net, rule: str, feedback: Sequence[Tensor | No
                          f"(None where a layer has none), got {got}")
 
 
-def weight_updates(cache: Cache, layer_deltas: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+def weight_updates(cache: Cache, layer_deltas: Sequence[Tensor],
+                   frozen: int = 0) -> tuple[list[Tensor], list[Tensor]]:
     """dW_l = A_l^T @ delta_l, (k, sizes[l], sizes[l + 1]); db_l = sum over the batch of delta_l, (k, 1, ...).
 
-    With the deltas of ``"bp"`` these are the gradients of the mean loss.
+    With the deltas of ``"bp"`` these are the gradients of the mean loss. The
+    bottom ``frozen`` layers (the read-out rule's: every layer but the last) get
+    zeros without spending a product on them, as chapter 14 counts.
     """
-    d_w = [a.transpose(1, 2) @ d for a, d in zip(cache.inputs, layer_deltas)]
+    d_w = [a.transpose(1, 2) @ d if l >= frozen else a.new_zeros(a.shape[0], a.shape[2], d.shape[2])
+           for l, (a, d) in enumerate(zip(cache.inputs, layer_deltas))]
     d_b = [d.sum(dim=1, keepdim=True) for d in layer_deltas]
     return d_w, d_b
 
@@ -271,7 +275,12 @@ def rule_updates(net: Net, x: Tensor, y: Tensor, rule: str,
     cache = forward(net, x)
     y = _check_y("rule_updates", net, y, cache.logits.shape[1])
     e = output_error(cache.logits, y)
-    return weight_updates(cache, deltas(net, cache, e, rule, feedback))
+    return weight_updates(cache, deltas(net, cache, e, rule, feedback), _frozen(net, rule))
+
+
+def _frozen(net: Net, rule: str) -> int:
+    """How many bottom layers the rule never updates: all but the read-out for "readout"."""
+    return net.n_layers - 1 if rule == "readout" else 0
 
 
 # --------------------------------------------------------------------------- angles
@@ -547,15 +556,9 @@ def train(rule: str, sizes: Sequence[int], x: Tensor, y: Tensor, *, seeds: Seque
         for start in range(0, len(x), batch_size):
             idx = orders[:, start:start + batch_size]  # (k, b)
             xb, yb = x[idx], torch.gather(y_k, 1, idx)
-            if sg is None:
-                cache = forward(net, xb)
-                e = output_error(cache.logits, yb)
-                d_w, d_b = weight_updates(cache, deltas(net, cache, e, rule, feedback))
-                logits = cache.logits
-            else:
-                dstep = decoupled_step(net, xb, yb, sg)
-                d_w, d_b, logits = dstep.d_weights, dstep.d_biases, dstep.cache.logits
-                for p, g in zip(sg.parameters(), synthetic_updates(sg, dstep, yb)):
+            d_w, d_b, sg_grads, logits = train_step_updates(net, xb, yb, rule, feedback, sg)
+            if sg is not None:
+                for p, g in zip(sg.parameters(), sg_grads):
                     p.grad = g
                 sg_opt.step()
             for p, g in zip(params, [*d_w, *d_b]):
@@ -569,6 +572,23 @@ def train(rule: str, sizes: Sequence[int], x: Tensor, y: Tensor, *, seeds: Seque
     if step % log_every:
         record(step)
     return Run(rule, net, history, list(feedback), sg)
+
+
+def train_step_updates(net: Net, x: Tensor, y: Tensor, rule: str, feedback: Sequence[Tensor | None],
+                       sg: SyntheticGradients | None = None) -> tuple[list[Tensor], list[Tensor], list[Tensor], Tensor]:
+    """All one training step of :func:`train` computes before the optimizer applies it.
+
+    x: (k, b, sizes[0]), y: (k, b). Returns (dW, db, the predictors' gradients
+    (empty without ``sg``), logits (k, b, sizes[-1])). Chapter 14 counts its
+    multiply-adds per rule.
+    """
+    if sg is None:
+        cache = forward(net, x)
+        e = output_error(cache.logits, y)
+        d_w, d_b = weight_updates(cache, deltas(net, cache, e, rule, feedback), _frozen(net, rule))
+        return d_w, d_b, [], cache.logits
+    step = decoupled_step(net, x, y, sg)
+    return step.d_weights, step.d_biases, synthetic_updates(sg, step, y), step.cache.logits
 
 
 def steps_to_target(history: History, target: float, metric: str = "eval_accuracy") -> np.ndarray:
