@@ -16,6 +16,10 @@ assertion cells, and fail on ``from myst_nb import glue``. This module turns an
   ``from myst_nb import glue`` replaced by :func:`companion.book.glue`;
 * a first cell that installs the companion package at a pinned version.
 
+Made without an execution (``reader_notebook(..., execute=False)`` when the
+cache holds none, as the coursework's student notebooks are), the notebook is
+the same except that each glued value is shown as its name (:func:`placeholder`).
+
 It also executes chapters once for everything that needs their outputs:
 :func:`execute_notebook` runs a notebook cell by cell in a fresh kernel and
 reports each cell; :func:`store_executed` and :func:`cached_chapter` keep the
@@ -222,6 +226,11 @@ def glued_texts(chapter_text: str, glue: dict[str, dict]) -> dict[str, str]:
     return shown
 
 
+def placeholder(key: str) -> str:
+    """What a notebook made from the *unexecuted* chapter shows where the book shows the glued value ``key``."""
+    return f"[`{key}`]"
+
+
 # -- Markdown: roles ------------------------------------------------------------------
 _ROLE_NAME = re.compile(r"\{([A-Za-z][\w:\-]*)\}$")
 _TITLE_TARGET = re.compile(r"^(?P<title>.*?)\s*<(?P<target>[^<>]+)>$", re.S)
@@ -232,7 +241,7 @@ _ADMONITIONS = {"note", "tip", "hint", "important", "warning", "caution", "atten
 class _Converter:
     """Turns one chapter's MyST Markdown cells into plain Markdown."""
 
-    def __init__(self, book: Book, page: str, glue: dict[str, dict], student: bool, text: str = ""):
+    def __init__(self, book: Book, page: str, glue: dict[str, dict] | None, student: bool, text: str = ""):
         self.book, self.page, self.glue, self.student = book, page, glue, student
         self.cited: list[str] = []
         self.exercise_number = 0
@@ -297,6 +306,8 @@ class _Converter:
             key, fmt = (key, fmt) if key else (content, "s")
         if "::" in key:
             raise ExportError(f"{self.page}: glue from another page ({content}) is not supported")
+        if self.glue is None:  # made from the unexecuted chapter
+            return placeholder(key)
         if key not in self.glue:
             raise ExportError(f"{self.page}: {{{name}}}`{content}`: nothing was glued as {key!r}")
         data = self.glue[key]
@@ -455,6 +466,8 @@ class _Converter:
         raise ExportError(f"{self.page}: the directive {{{name}}} has no plain-Markdown form in the notebook export")
 
     def glue_block(self, key: str, name: str) -> str:
+        if self.glue is None:  # made from the unexecuted chapter
+            return f"*[{placeholder(key)}: a figure or table the chapter computes; the book's page shows it]*"
         if key not in self.glue:
             raise ExportError(f"{self.page}: {{{name}}} {key}: nothing was glued under that name")
         data = self.glue[key]
@@ -482,36 +495,64 @@ _MYST_GLUE = re.compile(r"^(?P<indent>[ \t]*)from myst_nb import glue\b", re.M)
 _BUILTINS = set(dir(__import__("builtins")))
 
 
-def _parse(source: str) -> ast.Module | None:
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
+_TRANSFORMER: list = []  # IPython's cell transformer (magics to Python), made once
 
-        source = TransformerManager().transform_cell(source)
-    except ImportError:
-        pass
+
+def _parse(source: str) -> ast.Module | None:
+    if not _TRANSFORMER:
+        try:
+            from IPython.core.inputtransformer2 import TransformerManager
+
+            _TRANSFORMER.append(TransformerManager())
+        except ImportError:
+            _TRANSFORMER.append(None)
     try:
-        return ast.parse(source)
+        return ast.parse(source)  # plain Python: IPython's transforms would leave it as it is
+    except SyntaxError:
+        if _TRANSFORMER[0] is None:
+            return None
+    try:
+        return ast.parse(_TRANSFORMER[0].transform_cell(source))  # magics (%pip, !ls) to Python
     except SyntaxError:
         return None
 
 
+def _stored_node(node: ast.AST) -> set[str]:
+    """The name ``node`` itself binds (not its children's), as a set of zero or one."""
+    if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+        return {node.id}
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, ast.alias):
+        return {(node.asname or node.name).split(".")[0]}
+    if isinstance(node, ast.arg):
+        return {node.arg}
+    return set()
+
+
 def _stored(tree: ast.AST) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            names.add(node.id)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.alias):
-            names.add((node.asname or node.name).split(".")[0])
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
+        names |= _stored_node(node)
     return names
 
 
 def _free(tree: ast.AST) -> set[str]:
     loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     return loaded - _stored(tree) - _BUILTINS
+
+
+def _stored_unchecked(tree: ast.Module) -> set[str]:
+    """``_stored(_strip_checks(tree))``, without copying the tree: names bound outside assertions and glue calls."""
+    names: set[str] = set()
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.stmt) and _is_glue_or_assert(node):
+            continue
+        names |= _stored_node(node)
+        todo.extend(ast.iter_child_nodes(node))
+    return names
 
 
 def _is_glue_or_assert(node: ast.stmt) -> bool:
@@ -553,23 +594,23 @@ def _rewrite_code(source: str, page: str) -> str:
 
 def _hidden_cells_needed(code_cells: list, hidden: set[int]) -> set[int]:
     """Indices of hidden cells that define a name a later kept cell reads before defining it."""
-    trees = {i: _parse(c.source) for i, c in enumerate(code_cells)}
+    trees = [_parse(c.source) for c in code_cells]
+    free = [_free(tree) if tree is not None else set() for tree in trees]
+    stored = [set() if tree is None else _stored_unchecked(tree) if i in hidden else _stored(tree)
+              for i, tree in enumerate(trees)]
     needed: set[int] = set()
     changed = True
     while changed:
         changed = False
         last_definer: dict[str, int] = {}
         for i in range(len(code_cells)):
-            tree = trees[i]
-            if tree is None:
-                continue
             if i not in hidden or i in needed:
-                for name in _free(tree):
+                for name in free[i]:
                     j = last_definer.get(name)
                     if j is not None and j in hidden and j not in needed:
                         needed.add(j)
                         changed = True
-            for name in _stored(tree if i not in hidden else _strip_checks(tree)):
+            for name in stored[i]:
                 last_definer[name] = i
     return needed
 
@@ -582,8 +623,23 @@ def install_source(ref: str | None = None, book: Book | None = None) -> str:
     return f"{DISTRIBUTION} @ git+{book.repository}@{ref}"
 
 
+def _code_cell(source: str, metadata: dict | None = None):
+    """A v4 code cell, as ``nbformat.v4.new_code_cell`` makes it, not validated on its own."""
+    from nbformat import NotebookNode, from_dict
+    from nbformat.corpus.words import generate_corpus_id
+
+    return NotebookNode(id=generate_corpus_id(), cell_type="code", metadata=from_dict(metadata or {}),
+                        execution_count=None, source=source, outputs=[])
+
+
+def _markdown_cell(source: str):
+    from nbformat import NotebookNode
+    from nbformat.corpus.words import generate_corpus_id
+
+    return NotebookNode(id=generate_corpus_id(), cell_type="markdown", metadata=NotebookNode(), source=source)
+
+
 def install_cell(requirement: str):
-    import nbformat
 
     source = (
         "# Install the course's companion package, at the version this notebook was made from,\n"
@@ -591,7 +647,7 @@ def install_cell(requirement: str):
         "# Skip this cell if the course environment is installed (README: \"Start here\").\n"
         f'%pip install --quiet "{requirement}"'
     )
-    return nbformat.v4.new_code_cell(source, metadata={"tags": [INSTALL_TAG]})
+    return _code_cell(source, metadata={"tags": [INSTALL_TAG]})
 
 
 def reader_notebook(
@@ -602,25 +658,33 @@ def reader_notebook(
     skeleton: Callable[[str], str] | None = None,
     requirement: str | None = None,
     book: Book | None = None,
+    execute: bool = True,
+    source=None,
 ):
     """The plain notebook a reader opens, made from ``chapter`` (a book/NN-*.md) and its executed form.
 
     ``executed``: the executed chapter (an nbformat notebook whose glue outputs
-    hold the values); by default the book's cached execution, executing the
-    chapter if there is none. ``student=True`` drops the ``{solution}`` blocks
-    and replaces each code cell of a gated solution by ``skeleton(source)``
-    (coursework passes its own; the default drops the cell). ``requirement``:
-    what the first cell installs (default: this commit of the repository).
-    Raises :class:`ExportError` for MyST it cannot convert.
+    hold the values; every ``{glue}`` of the chapter must be among them). By
+    default the book's cached execution; if the cache has none, the chapter is
+    executed now (and cached), or, with ``execute=False``, the notebook is made
+    from the unexecuted chapter and each glued value is shown as
+    :func:`placeholder` (the cells compute it when the notebook runs).
+    ``student=True`` drops the ``{solution}`` blocks and replaces each code cell
+    of a gated solution by ``skeleton(source)`` (coursework passes its own; the
+    default drops the cell); :func:`companion.coursework.student_notebook` is
+    this with coursework's skeleton. ``requirement``: what the first cell
+    installs (default: this commit of the repository). ``source``: the chapter
+    as :func:`read_chapter` reads it, if the caller has read it already. Raises
+    :class:`ExportError` for MyST it cannot convert.
     """
     import nbformat
 
     chapter = Path(chapter).resolve()
     book = book or Book.load()
     if executed is None:
-        executed = executed_chapter(chapter)
-    source_nb = read_chapter(chapter)
-    glue = glue_values(executed)
+        executed = executed_chapter(chapter, book.root) if execute else valid_cached_chapter(chapter, book.root)
+    source_nb = source if source is not None else read_chapter(chapter)
+    glue = glue_values(executed) if executed is not None else None
     convert = _Converter(book, chapter.stem, glue, student, chapter.read_text())
 
     code_cells = [c for c in source_nb.cells if c.cell_type == "code"]
@@ -633,9 +697,12 @@ def reader_notebook(
     title = heading.group(1).strip() if heading else chapter.stem
     how = ("Write your code where a function raises `NotImplementedError`, then run the `check(...)` cell after it."
            if student else "Run the cells from the top.")
-    cells.append(nbformat.v4.new_markdown_cell(
+    numbers = ("the numbers in the text are those of the book's own run" if glue is not None else
+               f"a number the text quotes from the chapter's run is shown as {placeholder('its_name')}: the book's "
+               "page gives its value, and the cells compute it as you run them")
+    cells.append(_markdown_cell(
         f"*{'The student version of' if student else 'A notebook of'} the chapter [{title}]({page_url}) of the course "
-        f"[Beyond Backprop]({book.url}); the numbers in the text are those of the book's own run. {how}*"
+        f"[Beyond Backprop]({book.url}); {numbers}. {how}*"
     ))
 
     in_solution = False
@@ -651,7 +718,7 @@ def reader_notebook(
             if ends:
                 in_solution = False
             if converted.strip():
-                cells.append(nbformat.v4.new_markdown_cell(converted))
+                cells.append(_markdown_cell(converted))
             continue
         if cell.cell_type != "code":
             continue
@@ -676,16 +743,17 @@ def reader_notebook(
             metadata = {"jupyter": {"source_hidden": True}}
         if "raises-exception" in tags:  # a cell that shows an error on purpose (Jupyter and nbclient honour it)
             metadata.setdefault("tags", []).append("raises-exception")
-        cells.append(nbformat.v4.new_code_cell(source, metadata=metadata))
+        cells.append(_code_cell(source, metadata=metadata))
     if in_solution:
         raise ExportError(f"{chapter.name}: a solution-start has no matching solution-end")
     if convert.cited:
-        cells.append(nbformat.v4.new_markdown_cell(convert.works_cited()))
+        cells.append(_markdown_cell(convert.works_cited()))
 
-    nb = nbformat.v4.new_notebook(cells=cells)
+    nb = nbformat.v4.new_notebook()  # validated once, below, with its cells
+    nb.cells = cells
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.metadata["language_info"] = {"name": "python"}
-    nb.metadata[METADATA_KEY] = {"chapter": chapter.stem, "student": student,
+    nb.metadata[METADATA_KEY] = {"chapter": chapter.stem, "student": student, "numbers": glue is not None,
                                  "source": str(chapter.relative_to(book.root)) if chapter.is_relative_to(book.root) else chapter.name}
     nbformat.validate(nb)
     return nb
@@ -962,6 +1030,20 @@ def execute_chapter(chapter: Path, timeout: int = 300):
     start = time.perf_counter()
     reports = execute_notebook(nb, chapter.parent, timeout=timeout)
     return nb, reports, time.perf_counter() - start
+
+
+def valid_cached_chapter(chapter: Path, root: Path = ROOT):
+    """The chapter's cached execution if the cache is still valid for this package (see :func:`fresh_cache`), else None.
+
+    Unlike :func:`fresh_cache` it never clears a stale cache: it only ignores it.
+    """
+    stamp = cache_dir(root).parent / "companion.fingerprint"
+    try:
+        if stamp.read_text() != fingerprint(root):
+            return None
+    except OSError:
+        return None
+    return cached_chapter(chapter, root)[0]
 
 
 def executed_chapter(chapter: Path, root: Path = ROOT):

@@ -1,7 +1,7 @@
 """Write every chapter as a reader's notebook (.ipynb): for Colab, for download, for students.
 
     python scripts/export_notebooks.py --out notebooks/                 # readers (Colab, download)
-    python scripts/export_notebooks.py --out student/ --student         # students: no solutions
+    python scripts/export_notebooks.py --out student/ --student         # students: no solutions (as coursework's)
     python scripts/export_notebooks.py --out notebooks/ --ref v1.0      # install that tag in the first cell
 
 Each notebook is the chapter made plain by ``companion.export.reader_notebook``:
@@ -40,12 +40,22 @@ def main() -> int:
     ref = args.ref or export.git_commit(ROOT)
     if not ref:
         parser.error("not a git checkout: give the commit or tag to install with --ref")
-    skeleton = None
-    if args.student:
-        from companion.coursework import skeleton
     paths = [p.resolve() for p in args.chapters] or chapters(ROOT)
-    written = export.write_reader_notebooks(args.out, paths, book=book, student=args.student, skeleton=skeleton,
-                                            requirement=export.install_source(ref, book))
+    requirement = export.install_source(ref, book)
+    if args.student:  # the coursework's student notebook (one code path), from each chapter's execution
+        import nbformat
+
+        from companion.coursework import student_notebook
+
+        written = []
+        for chapter in paths:
+            nb = student_notebook(chapter, export.executed_chapter(chapter, ROOT), book=book, requirement=requirement)
+            path = args.out / chapter.relative_to(ROOT).with_suffix(".ipynb")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, path)
+            written.append(path)
+    else:
+        written = export.write_reader_notebooks(args.out, paths, book=book, requirement=requirement)
     for path in written:
         print(path)
     return 0

@@ -2,7 +2,8 @@
 
 For each chapter in _toc.yml this makes the reader's notebook (what Colab, the
 page's download button and Binder-less readers get) and the student's notebook
-(``student=True``: solutions replaced by coursework's skeletons), from the
+(``companion.coursework.student_notebook``: the reader notebook with
+``student=True``, solutions replaced by coursework's skeletons), from the
 chapter's one execution in this test session (``chapter_run``, conftest.py).
 Then, in a virtual environment created for the session with nothing but pip
 and an IPython kernel (what any Jupyter has), each notebook's own first cell
@@ -47,18 +48,6 @@ ROLE = re.compile(r"\{[A-Za-z][\w:\-]*\}`")
 DIRECTIVE = re.compile(r"^\s*(`{3,}|:{3,})\{", re.M)
 
 
-def _skeleton():
-    """Coursework's skeleton (signature, docstring, ``raise NotImplementedError``): what students get."""
-    import importlib
-
-    for module in ("companion.coursework.student", "companion.coursework"):
-        try:
-            return importlib.import_module(module).skeleton
-        except (ImportError, AttributeError):
-            continue
-    return None  # without it the export drops the solution cells
-
-
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory) -> Path:
     """The companion package built from this checkout, as the wheel the first cell installs."""
@@ -84,7 +73,11 @@ def _made(chapter: Path, run: dict, form: str):
         pytest.fail(f"{chapter.name} did not execute cleanly in this session (see its Cell tests):\n"
                     f"{export.first_error(run)[:2000]}")
     executed = nbformat.reads(run["notebook"], as_version=4)
-    return export.reader_notebook(chapter, executed, student=form == "student", skeleton=_skeleton())
+    if form == "student":  # what `python -m companion.coursework student` writes, from this execution
+        from companion.coursework.student import student_notebook
+
+        return student_notebook(chapter, executed)
+    return export.reader_notebook(chapter, executed)
 
 
 @pytest.fixture(scope="session")

@@ -40,8 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m companion.coursework",
                                      description="Student notebooks and the grader of the course.")
     commands = parser.add_subparsers(dest="command", required=True)
-    student = commands.add_parser("student", help="write the student notebooks")
+    student = commands.add_parser(
+        "student", help="write the student notebooks",
+        description="Write each chapter's student notebook: its reader notebook (companion.export) with every "
+        "reference solution replaced by a skeleton. The numbers the text quotes come from the chapter's "
+        "execution in the book's cache (_build/.jupyter_cache, filled by pytest or scripts/build_book.py); a "
+        "chapter not in the cache is made from its unexecuted source, each quoted number shown as [`name`] "
+        "(the student's run computes it), unless --execute executes it first.")
     student.add_argument("--out", type=Path, default=Path("student"), help="folder for the .ipynb files")
+    student.add_argument("--execute", action="store_true",
+                         help="execute (and cache) the chapters the cache lacks first, so every notebook shows "
+                         "its numbers (about a minute per chapter)")
+    student.add_argument("--ref", help="commit or tag the first cell installs (default: HEAD of this checkout)")
 
     commands.add_parser("exercises", help="list each chapter's auto-checked and written exercises")
     grader = commands.add_parser("grade", help="grade submitted notebooks", description=GRADE_HELP,
@@ -73,11 +83,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "student":
+        import nbformat
+
+        from companion import export
         from companion.coursework.student import write_student_notebooks
 
         start = time.perf_counter()
-        paths = write_student_notebooks(args.out)
+        requirement = export.install_source(args.ref) if args.ref else None
+        paths = write_student_notebooks(args.out, execute=args.execute, requirement=requirement)
+        unexecuted = [p.stem for p in paths
+                      if not nbformat.read(p, as_version=4).metadata[export.METADATA_KEY].get("numbers")]
         print(f"wrote {len(paths)} student notebooks to {args.out}/ in {time.perf_counter() - start:.1f} s")
+        if unexecuted:
+            print(f"{len(unexecuted)} made without an execution (numbers shown as [`name`]): "
+                  f"{', '.join(unexecuted)}; run `pytest book/` or add --execute to write the numbers in")
         return 0
 
     if args.command == "exercises":

@@ -1,16 +1,19 @@
 """Student notebooks: each chapter with its reference solutions replaced by skeletons.
 
-``write_student_notebooks`` writes, for every chapter in ``_toc.yml``, a
-notebook in which each gated reference solution (``solution-start`` ...
-``solution-end``) is replaced by its skeleton (signature, docstring, ``raise
-NotImplementedError``), the ``solution`` blocks and the hidden ``remove-cell``
-checks are removed, and everything else is kept. The metadata records the
-chapter and which function each code exercise checks, for information only:
-the grader takes both from the instructor's copy of the chapter.
-
-Reader notebooks: when the course gains its exporter of executed chapters
-(plain notebooks with glued values written in), :func:`source_notebook` is the
-one place to switch to it.
+A student notebook is the chapter's reader notebook (:func:`companion.export.reader_notebook`,
+the one code path for every plain notebook of the course) with ``student=True``
+and this module's :func:`skeleton`: each gated reference solution
+(``solution-start`` ... ``solution-end``) becomes its skeleton (signature,
+docstring, ``raise NotImplementedError``), the ``solution`` blocks and the
+hidden ``remove-cell`` checks are removed, MyST becomes plain Markdown, and the
+first cell installs the companion package. The numbers the text quotes come
+from the chapter's execution in the book's cache (``_build/.jupyter_cache``,
+filled by ``pytest`` or ``scripts/build_book.py``); a chapter the cache does not
+hold is made from its unexecuted source, every quoted number shown as
+``[`name`]`` (the student computes it by running the notebook), unless
+``execute=True`` executes it first. The metadata records the chapter and which
+function each code exercise checks, for information only: the grader takes
+both from the instructor's copy of the chapter.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import re
 from pathlib import Path
 
 import nbformat
-from nbformat.corpus.words import generate_corpus_id as random_cell_id
 
 from companion.toc import chapters
 
@@ -85,51 +87,50 @@ def source_notebook(chapter: Path):
     return jupytext.read(chapter)
 
 
-def student_notebook(chapter: Path):
-    """The student version of a chapter (an nbformat v4 notebook)."""
-    nb = source_notebook(chapter)
-    cells = []
-    in_solution = False
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            if _has(cell, "remove-cell"):
-                continue  # hidden checks
-            if in_solution:
-                cell = nbformat.v4.new_code_cell(skeleton(cell.source))
-            cells.append(cell)
-            continue
-        text = cell.source
-        if GATE_START.search(text):
-            text = GATE_START.sub("", text)
-            in_solution = True
-        if GATE_END.search(text):
-            text = GATE_END.sub("", text)
-            in_solution = False
-        text = SOLUTION_BLOCK.sub("", text).strip()
-        if text:
-            cells.append(nbformat.v4.new_markdown_cell(text))
-    if in_solution:
-        raise ValueError(f"{chapter.name}: a solution-start has no matching solution-end")
-    intro = nbformat.v4.new_markdown_cell(
-        f"*Student version of `{chapter.name}`.* Write your code where a function raises "
-        "`NotImplementedError`, then run the `check(...)` cell after it for feedback."
-    )
-    out = nbformat.v4.new_notebook(cells=[intro, *cells])
-    out.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    out.metadata[METADATA_KEY] = {"chapter": chapter.stem, "exercises": exercises_checked(nb)}
-    for cell in out.cells:
-        cell["id"] = random_cell_id()
-    return out
+def student_notebook(chapter: Path, executed=None, *, book=None, requirement: str | None = None):
+    """The student version of a chapter (an nbformat v4 notebook).
+
+    Exactly ``companion.export.reader_notebook(chapter, executed, student=True,
+    skeleton=skeleton)`` plus the checked exercises in the metadata, except that
+    without ``executed`` and without a valid cached execution it does not execute
+    the chapter: it is made from the unexecuted chapter (see the module's text).
+    """
+    from companion import export
+
+    chapter = Path(chapter)
+    source = export.read_chapter(chapter)
+    nb = export.reader_notebook(chapter, executed, student=True, skeleton=skeleton, requirement=requirement,
+                                book=book, execute=False, source=source)
+    nb.metadata[METADATA_KEY]["exercises"] = exercises_checked(source)
+    return nb
 
 
-def write_student_notebooks(out_dir: Path, chapter_paths: list[Path] | None = None) -> list[Path]:
-    """Write ``<out_dir>/<chapter>.ipynb`` for every chapter (default: all in _toc.yml)."""
+def write_student_notebooks(out_dir: Path, chapter_paths: list[Path] | None = None, *, execute: bool = False,
+                            requirement: str | None = None, jobs: int = 2) -> list[Path]:
+    """Write ``<out_dir>/<chapter>.ipynb`` for every chapter (default: all in _toc.yml).
+
+    ``execute``: first execute (and cache) the chapters the book's cache does not
+    hold, ``jobs`` at a time, so that every notebook shows the numbers; otherwise
+    such a chapter's notebook is made from its unexecuted source.
+    ``requirement``: what the first cell installs (default: this commit).
+    """
+    from companion import export
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [Path(p).resolve() for p in (chapter_paths or chapters())]
+    book = export.Book.load()
+    requirement = requirement or export.install_source(book=book)
+    if execute:
+        export.fresh_cache(book.root)
+        missing = [c for c in paths if export.valid_cached_chapter(c, book.root) is None]
+        for chapter, result in export.execute_chapters(missing, jobs=jobs, root=book.root).items():
+            if not export.succeeded(result):
+                raise RuntimeError(f"{chapter.name} failed to execute:\n{export.first_error(result)[:2000]}")
     written = []
-    for chapter in chapter_paths or chapters():
+    for chapter in paths:
         path = out_dir / f"{chapter.stem}.ipynb"
-        nbformat.write(student_notebook(chapter), path)
+        nbformat.write(student_notebook(chapter, book=book, requirement=requirement), path)
         written.append(path)
     return written
 
