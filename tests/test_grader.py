@@ -22,6 +22,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from companion import export
 from companion.coursework import sandbox
 from companion.coursework.grader import Settings, grade_class, load_results
 from companion.coursework.report import write_reports
@@ -419,6 +420,32 @@ def _uids(results) -> set[int]:
     return {r["account"] for r in results if "account" in r}
 
 
+def _leftover_accounts(uids: set[int]) -> list[str]:
+    """Grading accounts among ``uids`` still in /etc/passwd although no grader run holds them.
+
+    The grader removes the accounts it created when its run ends (it holds each
+    one's lock meanwhile); an account another run holds now is that run's.
+    """
+    import fcntl
+    import pwd
+
+    left = []
+    for uid in uids:
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            continue
+        fd = os.open(sandbox.LOCKS / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            left.append(name)  # nobody holds it: it should be gone
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return left
+
+
 SETTINGS = Settings(jobs=2, cell_timeout=20, notebook_timeout=90, case_floor=2.5, interrupt_grace=1.5,
                     limits=Limits(cpu_seconds=120, memory_bytes=3 << 30, processes=64, file_bytes=16 << 20))
 
@@ -460,6 +487,10 @@ def graded(tmp_path_factory, checkers_file):
     files["section1/alice.ipynb"] = _submission(h1, [GOOD])
     files["section2/alice.ipynb"] = _submission(h1, [])
     files["01-tiny.ipynb"] = _submission(h1, [GOOD])
+    install = _submission(h1, [GOOD])  # the handout's first cell pip-installs the package: never run when grading
+    assert export.INSTALL_TAG in install.cells[0].metadata["tags"]
+    install.cells[0].source += "\nraise RuntimeError('the install cell ran')"
+    files["install_cell/01-tiny.ipynb"] = install
     files[".ipynb_checkpoints/good-checkpoint.ipynb"] = _submission(h1, [GOOD])
     files["section1/.ipynb_checkpoints/alice-checkpoint.ipynb"] = _submission(h1, [GOOD])
     for rel, nb in files.items():
@@ -546,6 +577,12 @@ def test_a_detached_process_cannot_change_the_grades_after_grading(graded):
     assert now == graded["snapshot"]
     uids = _uids(graded["results"].values())
     assert uids and not any(sandbox.processes_of(uid) for uid in uids), "a sandboxed process outlived its submission"
+
+
+def test_the_install_cell_is_not_run_and_the_accounts_are_removed(graded):
+    assert score(graded, "install_cell/01-tiny.ipynb")[0] == 1
+    assert "install cell ran" not in problems(graded, "install_cell/01-tiny.ipynb")
+    assert not _leftover_accounts(_uids(graded["results"].values())), "a grading account outlived its run"
 
 
 def test_killing_the_parent_kills_only_the_own_kernel(graded):
@@ -649,11 +686,14 @@ def test_a_killed_grader_loses_nothing_it_finished(tmp_path, checkers_file):
     """)
     grader = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not list((out / "results").glob("*.json")):
+    def done():  # finished results (a ".tmp-" file is one being written)
+        return [p for p in (out / "results").glob("*.json") if not p.name.startswith(".")]
+
+    while time.time() < deadline and not done():
         time.sleep(0.2)
     os.killpg(grader.pid, signal.SIGKILL)
     grader.wait()
-    finished = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")}
+    finished = {p.name: p.stat().st_mtime_ns for p in done()}
     assert finished, "the grader finished nothing in two minutes"
     uids = _uids(load_results(out))
     deadline = time.time() + 15  # the launchers notice their grader died and take their kernels with them
@@ -663,5 +703,7 @@ def test_a_killed_grader_loses_nothing_it_finished(tmp_path, checkers_file):
     assert not _orphaned_launchers(), "a kernel outlived the grader that started it"
     results = grade_class([subs], out, SECRET, Settings(jobs=1, checkers=[checkers]), chapter_paths=[chapter])
     assert len(results) == 3 and all(r["exercises"]["tiny-derivative"]["points"] == 1 for r in results)
+    # the killed run could not remove its account; the run that used it next did
+    assert not _leftover_accounts(uids | _uids(results)), "a grading account outlived its run"
     for name, mtime in finished.items():
         assert (out / "results" / name).stat().st_mtime_ns == mtime, "a finished result was graded again"

@@ -163,12 +163,14 @@ def _lines(cells) -> set[str]:
 
 def load_handouts(chapter_paths: list[Path]) -> dict[str, Handout]:
     from companion.coursework.student import METADATA_KEY, exercises_checked, student_notebook
+    from companion.export import Book
 
     import jupytext
 
+    book = Book.load()
     handouts = {}
     for path in chapter_paths:
-        nb = student_notebook(path)
+        nb = student_notebook(path, book=book, requirement="beyond-backprop")
         handouts[path.stem] = Handout(path.stem, exercises_checked(jupytext.read(path)), _lines(nb.cells),
                                       dict(nb.metadata.get(METADATA_KEY, {})))
     return handouts
@@ -396,6 +398,40 @@ class Kernel:
 
 
 # -- one submission -------------------------------------------------------------------
+class Accounts:
+    """A run's grading accounts, one per job, held for the whole run; :meth:`close` removes those the grader made.
+
+    Taking them once per run (not once per submission) keeps ``useradd`` and
+    ``userdel`` out of each submission's overhead; holding them keeps another
+    grader run on the machine from using (or removing) them meanwhile.
+    """
+
+    def __init__(self, n: int):
+        import queue
+
+        self.held: list[sandbox.Account] = []
+        self.free: queue.Queue = queue.Queue()
+        try:
+            for _ in range(max(1, n)):
+                self.held.append(sandbox.Account())
+        except BaseException:
+            self.close()
+            raise
+        for held in self.held:
+            self.free.put(held)
+
+    def take(self) -> sandbox.Account:
+        return self.free.get()
+
+    def give(self, held: sandbox.Account) -> None:
+        self.free.put(held)
+
+    def close(self) -> None:
+        for held in self.held:
+            held.release(remove=True)
+        self.held = []
+
+
 @dataclass
 class Context:
     """What every submission of a run shares: the instructor's side, computed once."""
@@ -407,6 +443,7 @@ class Context:
     hide: list[str]
     scratch: Path
     isolation: str
+    accounts: Accounts | None = None  # the run's grading accounts (sandbox); None: each submission takes its own
     refs: dict[str, list[Reference]] = field(default_factory=dict)
     _fingerprint: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -446,9 +483,16 @@ def _similar(lines: set[str], handout: Handout) -> float:
 
 
 def _code_cells(nb: dict) -> list[str]:
+    """The code cells the grader runs: not the one that installs the package, and no ``%pip`` line."""
+    from companion.export import INSTALL_TAG
+
     cells = []
     for cell in nb.get("cells", []):
         if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            metadata = cell.get("metadata")
+            tags = metadata.get("tags") if isinstance(metadata, dict) else None
+            if isinstance(tags, list) and INSTALL_TAG in tags:
+                continue  # the handout's first cell pip-installs the package: never at grading time
             source = cell.get("source", "")
             source = "".join(source) if isinstance(source, list) else str(source)
             source = INSTALL_LINE.sub("pass  # package installs are skipped when grading", source)
@@ -545,13 +589,16 @@ def grade_entry(entry: Entry, ctx: Context) -> dict:
     if nb is not None and handout is not None:
         held = None
         try:
-            held = sandbox.Account() if ctx.isolation == "sandbox" else None
+            if ctx.isolation == "sandbox":
+                held = ctx.accounts.take() if ctx.accounts is not None else sandbox.Account()
             _grade_in_sandbox(entry, nb, handout, ctx, held, result)
         except Exception as err:  # the grader's own failure: say so, keep the class going
             entry.problems.append(f"grading stopped: {type(err).__name__}: {err}")
         finally:
-            if held is not None:
-                held.release()
+            if held is not None and ctx.accounts is not None:
+                ctx.accounts.give(held)
+            elif held is not None:
+                held.release(remove=True)
     if handout is not None:
         for exercise_id in handout.exercises:
             if exercise_id not in result["exercises"]:
@@ -843,6 +890,8 @@ def grade_class(submissions: list[Path], out_dir: Path, secret: bytes, settings:
                 ctx.references(exercise_id)  # a broken checker is reported once, before any kernel starts
             except CheckerError as err:
                 print(f"warning: {err}")
+        if isolation == "sandbox" and any(e.notebook for e in todo):
+            ctx.accounts = Accounts(min(max(1, settings.jobs), len(todo)))
         with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:
             futures = {pool.submit(grade_entry, e, ctx): e for e in todo}
             for future in as_completed(futures):
@@ -851,6 +900,8 @@ def grade_class(submissions: list[Path], out_dir: Path, secret: bytes, settings:
                 if progress:
                     progress(result)
     finally:
+        if ctx.accounts is not None:
+            ctx.accounts.close()  # the accounts this run created are removed (userdel)
         shutil.rmtree(scratch, ignore_errors=True)
         if isolation == "sandbox":
             for controller in ("memory", "pids"):  # the jobs' parent cgroup, when no other run uses it
@@ -873,8 +924,13 @@ def _load(path: Path) -> dict | None:
 
 
 def load_results(out_dir: Path) -> list[dict]:
-    """Every result file of ``out_dir/results``, sorted by student and file."""
-    results = [r for p in sorted((Path(out_dir) / "results").glob("*.json")) if (r := _load(p))]
+    """Every result file of ``out_dir/results``, sorted by student and file.
+
+    A ``.tmp-*`` file is a result being written (or left by a grader killed while
+    writing it, see :func:`write_atomic`): not a result.
+    """
+    results = [r for p in sorted((Path(out_dir) / "results").glob("*.json"))
+               if not p.name.startswith(".") and (r := _load(p))]
     return sorted(results, key=lambda r: (r["student"], r["file"]))
 
 

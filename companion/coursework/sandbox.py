@@ -18,8 +18,9 @@ CONFIG -- KERNEL...``), which
   folder are covered by empty read-only tmpfs. The only writable place that
   outlives nothing is the submission's own working folder, bind-mounted back;
 * drops to a **dedicated unprivileged account** (``bbsandbox<N>``, one per
-  concurrent job, created with ``useradd`` on first use), with no supplementary
-  groups and ``no_new_privs`` (set-uid programs do not elevate);
+  concurrent job, created with ``useradd`` when a grading run needs it and
+  removed with ``userdel`` when that run ends, see :class:`Account`), with no
+  supplementary groups and ``no_new_privs`` (set-uid programs do not elevate);
 * sets **resource limits**: CPU seconds, address space, processes (per
   account, so per job), file size, open files, no core dumps; and, where the
   cgroup-v1 memory and pids controllers are writable, a memory and process
@@ -49,6 +50,8 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVA
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 CGROUP_V1 = Path("/sys/fs/cgroup")
 ACCOUNT_PREFIX = "bbsandbox"
+TEMPORARY = "beyond-backprop grading account (temporary: removed after its grading run)"
+"""The comment (GECOS field) of the accounts the grader creates, and so may remove."""
 
 
 @dataclass
@@ -90,7 +93,7 @@ def account(slot: int) -> tuple[int, int]:
     except KeyError:
         try:
             subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-                            "--shell", "/usr/sbin/nologin", "--user-group", name],
+                            "--shell", "/usr/sbin/nologin", "--user-group", "--comment", TEMPORARY, name],
                            check=True, capture_output=True)
             entry = pwd.getpwnam(name)
         except (OSError, subprocess.CalledProcessError, KeyError):
@@ -103,11 +106,38 @@ def account(slot: int) -> tuple[int, int]:
 LOCKS = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")
 
 
+def remove_account(name: str) -> bool:
+    """Delete the grading account ``name`` if the grader created it (its comment is TEMPORARY); kill its processes first.
+
+    An account of that name made by someone else (an image that ships
+    ``bbsandbox0``) is left alone. True if the account is gone afterwards.
+    """
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return True
+    if entry.pw_gecos != TEMPORARY or entry.pw_uid == 0:
+        return False
+    kill_account(entry.pw_uid)
+    try:
+        subprocess.run(["userdel", name], check=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    try:
+        pwd.getpwnam(name)
+        return False
+    except KeyError:
+        return True
+
+
 class Account:
-    """One grading account, held exclusively (a lock file) while a kernel runs under it.
+    """One grading account, held exclusively (a lock file) while kernels run under it.
 
     Concurrent grader runs on one machine never share an account, so one run's
-    clean-up (killing what is left under the account) cannot touch another's kernel.
+    clean-up (killing what is left under the account) cannot touch another's
+    kernel. :meth:`release` removes the account if the grader created it (an
+    account left by a grader that was killed is removed by the next run that
+    holds it), so no ``bbsandbox`` account outlives the runs that use it.
     """
 
     def __init__(self, max_slots: int = 64):
@@ -120,13 +150,22 @@ class Account:
             except OSError:
                 os.close(fd)
                 continue
-            self.fd, self.slot = fd, slot
-            self.uid, self.gid = account(slot)
+            self.fd, self.slot, self.name = fd, slot, f"{ACCOUNT_PREFIX}{slot}"
+            try:
+                self.uid, self.gid = account(slot)
+            except BaseException:
+                os.close(fd)
+                raise
             return
         raise RuntimeError(f"all {max_slots} grading accounts are in use")
 
-    def release(self) -> None:
-        os.close(self.fd)
+    def release(self, remove: bool = True) -> None:
+        """Give the account up: first (``remove``) delete it if the grader created it, while it is still held."""
+        try:
+            if remove:
+                remove_account(self.name)
+        finally:
+            os.close(self.fd)
 
 
 def _unassigned_id(slot: int) -> tuple[int, int]:
