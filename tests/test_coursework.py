@@ -1,5 +1,6 @@
 """Student notebooks, the checker core and the grader's pieces that need no kernel (companion.coursework)."""
 
+import json
 import math
 import os
 import re
@@ -12,6 +13,7 @@ import pytest
 
 from companion.coursework import (GATE_END, GATE_START, METADATA_KEY, discover, exercises_checked, hidden_seed,
                                   skeleton, student_notebook, write_student_notebooks)
+from companion import export
 from companion.coursework import wire
 from companion.exercises import Case, allclose, all_exercises, check, diagnose, get, judge
 from companion.exercises._core import Exercise, Outcome, call
@@ -38,6 +40,70 @@ def test_student_notebooks_are_fast_to_write(tmp_path):
     paths = write_student_notebooks(tmp_path)
     seconds = time.perf_counter() - start
     assert len(paths) == len(CHAPTERS) and seconds < 10, seconds
+
+
+def _without_ids(nb) -> dict:
+    data = json.loads(json.dumps(nb))
+    for cell in data["cells"]:
+        cell.pop("id", None)
+    return data
+
+
+def _fake_execution(chapter):
+    """The chapter with a glue output for every name its text shows (what an execution records; no kernel)."""
+    nb = export.read_chapter(chapter)
+    text = chapter.read_text()
+    names = set()
+    for content in re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", text):
+        names |= {content, content.rpartition(":")[0]}
+    names |= set(re.findall(r"^[`:]{3,}\{glue(?::\w+)?\}\s*(\S+)", text, re.M))
+    cell = next(c for c in nb.cells if c.cell_type == "code")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={export.GLUE_PREFIX + "text/plain": "0.5"},
+                                           metadata={"scrapbook": {"name": n, "mime_prefix": export.GLUE_PREFIX}})
+                    for n in sorted(names - {""})]
+    return nb
+
+
+def test_the_student_notebook_is_the_reader_notebook_for_students():
+    """One code path: the student command's notebook is export.reader_notebook(..., student=True, skeleton=...)."""
+    chapter = CHAPTERS[0]
+    executed = _fake_execution(chapter)
+    book = export.Book.load()
+    ours = student_notebook(chapter, executed, book=book, requirement="beyond-backprop")
+    theirs = export.reader_notebook(chapter, executed, student=True, skeleton=skeleton, book=book,
+                                    requirement="beyond-backprop")
+    assert ours.metadata[METADATA_KEY].pop("exercises") == exercises_checked(jupytext.read(chapter))
+    assert _without_ids(ours) == _without_ids(theirs)
+    assert ours.metadata[METADATA_KEY]["numbers"] and "0.5" in "\n".join(c.source for c in ours.cells)
+
+
+def test_without_a_cached_execution_the_student_notebook_is_made_from_the_chapter(monkeypatch):
+    def no_execution(*args, **kwargs):
+        raise AssertionError("the chapter was executed")
+
+    monkeypatch.setattr(export, "execute_chapter", no_execution)
+    monkeypatch.setattr(export, "valid_cached_chapter", lambda *args, **kwargs: None)
+    chapter = next(c for c in CHAPTERS if "{glue:text}" in c.read_text())
+    nb = student_notebook(chapter)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "{glue" not in text and "[`" in text and not nb.metadata[METADATA_KEY]["numbers"]
+    assert nb.cells[0].metadata["tags"] == [export.INSTALL_TAG]
+
+
+def test_the_grader_never_runs_the_install_cell():
+    from companion.coursework.grader import _code_cells
+
+    nb = student_notebook(CHAPTERS[0], requirement="beyond-backprop")
+    install = nb.cells[0]
+    assert export.INSTALL_TAG in install.metadata["tags"] and "%pip install" in install.source
+    install.source += "\nraise RuntimeError('the install cell ran')"
+    cells = _code_cells(json.loads(json.dumps(nb)))
+    assert cells and not any("install cell ran" in c or "%pip" in c for c in cells)
+    assert len(cells) == sum(1 for c in nb.cells if c.cell_type == "code" and c.source.strip()) - 1
+    # an untagged %pip line is still skipped, the rest of its cell runs
+    nb.cells[0].metadata["tags"] = []
+    first = _code_cells(json.loads(json.dumps(nb)))[0]
+    assert "%pip" not in first and "install cell ran" in first
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
@@ -239,3 +305,21 @@ def test_identity_comes_from_the_path(tmp_path):
     assert entries["dan/dan.ipynb"].student == "dan/dan"
     assert "names no student" in entries["02-xor-backprop.ipynb"].problems[0]
     assert not entries["carol/notes.py"].notebook and "not a notebook (.py)" in entries["carol/notes.py"].problems[0]
+
+
+def test_chapter_6s_solution_agrees_with_the_reference_on_every_drawn_case():
+    """The content-lookup checker's hidden draws are well posed: no case depends on the epsilon a correct
+    answer adds to the norms (width 1 and 2 used to draw near-zero slots, where it does)."""
+    chapter = next(c for c in CHAPTERS if c.stem.startswith("06-"))
+    _, setup, solutions = solution_cells(chapter)
+    namespace = {}
+    exec(setup.source, namespace)
+    exec(next(c.source for c in solutions if "def content_lookup" in c.source), namespace)
+    exercise = get("ch06-content-lookup")
+    widths = set()
+    for secret in range(40):
+        for case in exercise.hidden_cases(np.random.default_rng(secret)):
+            widths.add(case.args[0].shape[-1])
+            result = judge(exercise, case, call(exercise.reference, case), call(namespace["content_lookup"], case))
+            assert result.passed, (secret, case.name, result.message)
+    assert {1, 2} <= widths

@@ -6,6 +6,7 @@ tests/test_notebooks.py; this file pins each conversion on its own, fast.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -224,3 +225,80 @@ def test_glue_without_myst_nb_shows_only_what_is_displayed(monkeypatch, capsys):
     assert capsys.readouterr().out == ""
     companion_book.glue("x", 42)
     assert "42" in capsys.readouterr().out
+
+
+def test_without_an_execution_the_numbers_are_placeholders_and_nothing_executes(chapter, book, monkeypatch):
+    def no_execution(*args, **kwargs):
+        raise AssertionError("the chapter was executed")
+
+    monkeypatch.setattr(export, "execute_chapter", no_execution)
+    monkeypatch.setattr(export, "valid_cached_chapter", lambda *args, **kwargs: None)  # as if the cache were empty
+    nb = export.reader_notebook(chapter, book=book, requirement="x", execute=False)
+    text = _markdown(nb)
+    assert f"Accuracy {export.placeholder('acc')} on {export.placeholder('name')}" in text
+    assert "{glue" not in text and "book's page gives its value" in text
+    assert nb.metadata[export.METADATA_KEY]["numbers"] is False
+
+
+def _tiny_book(tmp_path: Path) -> Path:
+    """A one-chapter book (the chapter with a written and a gated code solution), no execution."""
+    root = tmp_path / "tinybook"
+    (root / "book").mkdir(parents=True)
+    (root / "_config.yml").write_text("title: Tiny\nonly_build_toc_files: true\nexecute:\n  execute_notebooks: 'off'\n"
+                                      "sphinx:\n  extra_extensions:\n    - sphinx_exercise\n")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/99-tiny\n")
+    (root / "book" / "intro.md").write_text("# Intro\n\nThe tiny book.\n")
+    chapter = CHAPTER.split("# A tiny chapter")[0] + "# A tiny chapter\n" + CHAPTER.split("## Exercises")[1]
+    chapter = chapter.replace("Multiply by two.", "Multiply by two, WRITTEN_SOLUTION_TEXT.")
+    chapter = chapter.replace("return 2 * x", "return 2 * x  # GATED_SOLUTION_CODE")
+    (root / "book" / "99-tiny.md").write_text(chapter)
+    return root
+
+
+def _build_book_script():
+    """scripts/build_book.py as a module (it is also the Sphinx extension of the solution-free build)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_book", export.ROOT / "scripts" / "build_book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_book_without_solutions_shows_none(tmp_path):
+    """scripts/build_book.py --hide-solutions, on a one-chapter book: sphinx-exercise's hide_solutions, the
+    script's own extension that drops the gated solution cells, and the solution-free downloads."""
+    import subprocess
+    import sys
+
+    build_book = _build_book_script()
+    root = _tiny_book(tmp_path)
+    source = (root / "book" / "99-tiny.md").read_text()
+    assert "WRITTEN_SOLUTION_TEXT" in source and "GATED_SOLUTION_CODE" in source
+    out = root / "_build" / "no-solutions"
+    config = build_book.no_solutions_config(root, out)
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    run = subprocess.run([str(jupyter_book), "build", str(root), "-W", "-n", "--config", str(config),
+                          "--path-output", str(out)], cwd=root, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    html = out / "_build" / "html"
+    assert build_book.write_solution_free_downloads(html, root) == 1
+    page = (html / "book" / "99-tiny.html").read_text()
+    assert "Write <code" in page and "print" in page and "double" in page  # the exercise and the cell after it
+    for path in html.rglob("*"):
+        if path.is_file() and path.suffix in (".html", ".js", ".md", ".ipynb", ".txt"):
+            text = path.read_text(errors="replace")
+            assert "WRITTEN_SOLUTION_TEXT" not in text and "GATED_SOLUTION_CODE" not in text, path
+
+
+def test_every_chapters_source_loses_exactly_its_solutions():
+    from companion.toc import chapters
+
+    build_book = _build_book_script()
+    for chapter in chapters():
+        text = chapter.read_text()
+        stripped = build_book.strip_solutions(text)
+        gated = re.findall(r"\{solution-start\}.*?\{solution-end\}", text, re.S)
+        assert gated and "{solution" not in stripped, chapter.name
+        assert stripped.count("{exercise}") == text.count("{exercise}"), chapter.name
+        assert stripped.count("{code-cell}") == text.count("{code-cell}") - sum(g.count("{code-cell}") for g in gated)
