@@ -8,7 +8,7 @@ module. It holds what the comparison itself needs:
 - the cost model per training example: multiply-adds (:func:`macs`), checked
   against torch's FLOP counter (:func:`measured_macs`), words held between the
   forward pass and the update (:func:`held_words`), memory traffic
-  (:func:`traffic_words`) and sequential phases (:func:`locking_phases`);
+  (:func:`traffic_words`) and update locking (:func:`locking_phases`);
 - the energy model (``ENERGY_PJ``, :func:`energy_per_example`), its constants
   named and cited;
 - a timing model of one device per layer or per worker (:func:`update_time`);
@@ -221,20 +221,37 @@ def held_words(rule: str, sizes: Sequence[int]) -> int:
     return table[rule]
 
 
-def weight_passes(rule: str) -> int:
-    """How many times one update reads or writes each parameter (per minibatch, not per example).
+ADAM_TOUCHES = 8  # per trained parameter and update: write g; read p, g, m, v; write p, m, v
 
-    A forward read, a backward read where the error goes down through W^T (or
-    B, or D, of the same size), and Adam's seven touches (read p, g, m, v;
-    write p, m, v). ES reads every candidate's weights once per generation:
-    that term is :func:`traffic_words`'s ``population``.
+
+def parameter_traffic(rule: str, sizes: Sequence[int], population: int = 0) -> int:
+    """Numbers one update reads or writes of the weights and optimizer state (per minibatch).
+
+    Every weight is read once for the forward pass; the rules that send the error
+    down read the matrices it goes through (W^T for backprop and for DNI's
+    targets, B for FA, D for DFA); DNI reads its predictors twice (predict,
+    update); every trained number costs Adam's ``ADAM_TOUCHES``. ES reads each
+    candidate's weights (``population`` times the network); Bayes by Backprop
+    has a mean and a spread per weight. For competitive learning, the SOM and
+    STDP see :func:`traffic_words`. Chapter 14, "An energy model".
     """
-    check_choice("weight_passes", "rule", rule, list(RULES))
-    table = {"logreg": 1 + 7, "readout": 1 + 7, "bp": 2 + 7, "fa": 2 + 7, "dfa": 2 + 7,
-             "dni": 3 + 7, "cdni": 3 + 7,  # the predictors are read twice more
-             "ff": 1 + 7, "es": 7, "reinforce": 3 + 7, "bbb": 2 * (2 + 7),  # mu and sigma
-             "competitive": 1, "som": 3, "stdp": 0}
-    return table[rule]
+    check_choice("parameter_traffic", "rule", rule, list(RULES))
+    s = [int(v) for v in sizes]
+    P, c, hidden = parameter_count(s), s[-1], s[1:-1]
+    sent_down = forward_macs(s) - s[0] * s[1]  # the weights above the first layer
+    predictors = sum(h * h + h for h in hidden) + (c * sum(hidden) if rule == "cdni" else 0)
+    reads = {
+        "logreg": P, "readout": P, "bp": P + sent_down, "fa": P + sent_down,
+        "dfa": P + c * sum(hidden), "dni": P + sent_down + 2 * predictors,
+        "cdni": P + sent_down + 2 * predictors, "ff": P, "es": population * P,
+        "reinforce": 2 * P + sent_down,  # a sampling pass and a scoring pass
+        "bbb": 2 * (P + sent_down),
+    }
+    trained = {"readout": s[-2] * c + c, "dni": P + predictors, "cdni": P + predictors,
+               "bbb": 2 * P}.get(rule, P)
+    if rule not in reads:
+        raise ValueError(f"parameter_traffic: {rule!r} is an online rule; use traffic_words")
+    return reads[rule] + ADAM_TOUCHES * trained
 
 
 def traffic_words(rule: str, sizes: Sequence[int], *, batch_size: int, population: int = 0,
@@ -242,13 +259,11 @@ def traffic_words(rule: str, sizes: Sequence[int], *, batch_size: int, populatio
     """Numbers moved to or from memory per training example: a lower-bound *model*.
 
     2 * :func:`held_words` (each held number written once, read once) plus the
-    parameter traffic of one update shared by its minibatch,
-    ``weight_passes * parameters / batch_size``; ES adds every candidate's
-    weights, ``population * parameters / batch_size``. The online rules have
-    batch_size 1: competitive learning reads every unit (k d) and writes the
-    winner (d) for every example; STDP reads one weight per synaptic event and
-    writes one per weight change. The SOM reads every unit twice and writes it
-    once per minibatch (3 k d / batch_size).
+    :func:`parameter_traffic` of one update shared by its minibatch. The
+    online rules have batch_size 1: competitive learning reads every unit (k d)
+    and writes the winner (d) for every example; STDP reads one weight per
+    synaptic event and writes one per weight change. The SOM reads every unit
+    twice and writes it once per minibatch (3 k d / batch_size).
     """
     check_positive("traffic_words", "batch_size", batch_size, integer=True)
     s = [int(v) for v in sizes]
@@ -256,31 +271,33 @@ def traffic_words(rule: str, sizes: Sequence[int], *, batch_size: int, populatio
     if rule == "competitive":
         return held + s[1] * s[0] + s[0]
     if rule == "som":  # minibatch updates: read every unit for the distances, read and write in the update
-        return held + weight_passes("som") * s[1] * s[0] / batch_size
+        return held + 3 * s[1] * s[0] / batch_size
     if rule == "stdp":
         return held + 2 * events + 2 * post_spikes * s[0]
-    params = parameter_count(s)
-    return held + (weight_passes(rule) + population) * params / batch_size
+    return held + parameter_traffic(rule, s, population) / batch_size
 
 
 def locking_phases(rule: str, n_layers: int) -> int:
-    """Sequential phases between an example's arrival and the update of the layer that waits longest.
+    """Update locking: sequential steps between the first layer's forward step and its update.
 
-    One phase is one layer's forward step, backward step or local update.
-    Backprop (and everything that runs it): L forward steps, then L backward
-    steps. DFA: L forward steps, then every layer at once. DNI: a layer's own
-    forward step and update. Forward-Forward: the top layer waits for the L - 1
-    below it, then updates. ES: a whole forward pass per candidate, then one
-    exchange of scalars and the update. The one-layer rules: 2; STDP updates
-    at every time step, during the forward pass: 1.
+    One step is one layer's forward step, backward step or local update. Backprop
+    (and everything that runs it): the L - 1 forward steps above, then L backward
+    steps: 2L - 1. DFA: the L - 1 forward steps above, then the update: L. ES:
+    the rest of every candidate's forward pass, then the exchange of scalars: L.
+    The read-out learns only its top layer, right after its forward step: 1.
+    DNI, Forward-Forward and the one-layer rules update a layer right after its
+    own forward step: 1 (Forward-Forward's layers still wait for the layers
+    below, as every feedforward network does). STDP updates during the forward
+    pass: 1. Chapter 14, "What each rule needs".
     """
     check_choice("locking_phases", "rule", rule, list(RULES))
     check_positive("locking_phases", "n_layers", n_layers, integer=True)
     L = n_layers
-    table = {"logreg": 2, "readout": L + 1, "bp": 2 * L, "fa": 2 * L, "reinforce": 2 * L,
-             "bbb": 2 * L, "dfa": L + 1, "dni": 2, "cdni": 2, "ff": L + 1, "es": L + 1,
-             "competitive": 2, "som": 2, "stdp": 1}
-    return table[rule]
+    if rule in ("bp", "fa", "reinforce", "bbb", "logreg"):
+        return 2 * L - 1
+    if rule in ("dfa", "es"):
+        return L
+    return 1
 
 
 # --------------------------------------------------------------------------- energy

@@ -172,3 +172,19 @@ def test_every_feedback_rule_has_a_row():
 def test_reasons_name_real_entry_points():
     stale = set(sb.NOT_ON_THE_SCOREBOARD) - _training_entry_points()
     assert not stale, f"NOT_ON_THE_SCOREBOARD lists entry points that no longer exist: {sorted(stale)}"
+
+
+def test_parameter_traffic_counts_what_each_rule_reads_and_trains():
+    P = sb.parameter_count(SIZES)
+    above_first = sb.forward_macs(SIZES) - 7 * 5
+    assert sb.parameter_traffic("bp", SIZES) == P + above_first + sb.ADAM_TOUCHES * P
+    assert sb.parameter_traffic("dfa", SIZES) == P + 3 * (5 + 4) + sb.ADAM_TOUCHES * P
+    assert sb.parameter_traffic("readout", SIZES) == P + sb.ADAM_TOUCHES * (4 * 3 + 3)  # only the top learns
+    assert sb.parameter_traffic("es", SIZES, population=10) == 10 * P + sb.ADAM_TOUCHES * P
+    with pytest.raises(ValueError, match="online"):
+        sb.parameter_traffic("stdp", SIZES)
+
+
+def test_update_locking():
+    assert [sb.locking_phases(r, 3) for r in ("bp", "dfa", "dni", "ff", "es")] == [5, 3, 1, 1, 3]
+    assert sb.locking_phases("logreg", 1) == 1
