@@ -50,8 +50,17 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVA
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 CGROUP_V1 = Path("/sys/fs/cgroup")
 ACCOUNT_PREFIX = "bbsandbox"
-TEMPORARY = "beyond-backprop grading account (temporary: removed after its grading run)"
-"""The comment (GECOS field) of the accounts the grader creates, and so may remove."""
+TEMPORARY = "beyond-backprop grading account, removed after its grading run"
+"""The comment (GECOS field, so no colon) of the accounts the grader creates, and so may remove."""
+
+
+def made_by_grader(entry: pwd.struct_passwd) -> bool:
+    """Whether an account was created by the grader: this one (its comment), or an earlier one (no comment,
+    no home, no shell: exactly what it ran ``useradd`` with)."""
+    if entry.pw_uid == 0 or entry.pw_gid == 0:
+        return False
+    earlier = entry.pw_gecos == "" and entry.pw_dir == "/nonexistent" and entry.pw_shell.endswith("/nologin")
+    return entry.pw_gecos == TEMPORARY or earlier
 
 
 @dataclass
@@ -107,16 +116,17 @@ LOCKS = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")
 
 
 def remove_account(name: str) -> bool:
-    """Delete the grading account ``name`` if the grader created it (its comment is TEMPORARY); kill its processes first.
+    """Delete the grading account ``name`` if the grader created it (:func:`made_by_grader`); kill its processes first.
 
     An account of that name made by someone else (an image that ships
-    ``bbsandbox0``) is left alone. True if the account is gone afterwards.
+    ``bbsandbox0`` with a comment of its own) is left alone. True if the
+    account is gone afterwards.
     """
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
         return True
-    if entry.pw_gecos != TEMPORARY or entry.pw_uid == 0:
+    if not made_by_grader(entry):
         return False
     kill_account(entry.pw_uid)
     try:
