@@ -197,6 +197,21 @@ class BayesMLP(nn.Module):
             for i, (a, b) in enumerate(zip(self.sizes, self.sizes[1:])))
         self.hidden_fn = activation_module(activation)
 
+    @property
+    def local(self) -> bool:
+        """Whether the layers draw pre-activations (True) or whole weight matrices (False).
+
+        Setting it sets every layer's ``local``: ``False`` makes one forward pass one
+        function, the same weights for every row of the batch (for drawing functions);
+        ``True`` is the better choice for training (less gradient variance).
+        """
+        return all(layer.local for layer in self.layers)
+
+    @local.setter
+    def local(self, value: bool) -> None:
+        for layer in self.layers:
+            layer.local = bool(value)
+
     def kl(self) -> torch.Tensor:
         return sum(layer.kl() for layer in self.layers)
 
@@ -229,7 +244,10 @@ def train_bbb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int
     real targets (``loss="gaussian"``, likelihood N(f(x), noise_std^2)) or class labels
     (``loss="cross_entropy"``). The loss per datum is
     ``E_q[-log p(y | x, w)]`` (one sample per example per step) ``+ kl_weight * KL(q || p) / n``,
-    summed over seeds so that each seed's gradient is its own. ``batch_size=None``: the
+    summed over seeds so that each seed's gradient is its own. Minimizing it minimizes
+    KL(q || p(w | D)). The KL to the Gaussian prior is in closed form
+    (:func:`gaussian_kl`); Blundell et al. 2015 estimate it by Monte Carlo instead, with a
+    scale-mixture prior. ``batch_size=None``: the
     full batch. The history logs ``loss``, ``nll`` and ``kl`` per epoch, each (rows, k).
     Section "Bayes by Backprop".
     """
@@ -270,15 +288,28 @@ class DropoutMLP(StackedMLP):
 
     Dropout with probability ``p`` is on in ``train()`` mode; :func:`sample_predictions`
     keeps it on at test time (MC dropout, Gal & Ghahramani 2016). Trains with
-    ``companion.training.fit``. Section "MC dropout and deep ensembles".
+    ``companion.training.fit``. ``shared_mask=False`` (as in training) draws a mask per
+    example, so one pass gives independent draws at different inputs (right for each
+    input's predictive); ``shared_mask=True`` draws one mask per seed per pass, the same
+    for every row of the batch, so one pass is one function (for drawing functions).
+    ``forward(x)``: x (n, sizes[0]) or (k, n, sizes[0]) -> (k, n, sizes[-1]).
+    Section "A Bayesian network with a hidden layer, MC dropout and ensembles".
     """
 
     def __init__(self, sizes: Sequence[int], seeds: Iterable[int], p: float = 0.1,
-                 activation: str = "relu", init: str = "torch") -> None:
+                 activation: str = "relu", init: str = "torch", shared_mask: bool = False) -> None:
         check_probability("DropoutMLP", "p", p, open_right=True)
         base = stacked_mlp(sizes, seeds, activation, init)
         super().__init__(base.sizes, base.seeds, activation, init)
-        self.p = float(p)
+        self.p, self.shared_mask = float(p), bool(shared_mask)
+
+    def _dropout(self, h: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return h
+        if not self.shared_mask:
+            return F.dropout(h, self.p, True)
+        keep = torch.rand(h.shape[0], 1, h.shape[2], dtype=h.dtype) >= self.p  # (k, 1, width)
+        return h * keep / (1 - self.p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 2:
@@ -287,7 +318,7 @@ class DropoutMLP(StackedMLP):
         for i, layer in enumerate(self.layers):
             h = layer(h)
             if i < len(self.layers) - 1:
-                h = F.dropout(self.hidden_fn(h), self.p, self.training)
+                h = self._dropout(self.hidden_fn(h))
         return h
 
 
@@ -296,8 +327,10 @@ def sample_predictions(model: nn.Module, x: torch.Tensor, n_samples: int, seed: 
 
     For :class:`BayesLinear`/:class:`BayesMLP` each pass samples the weights; for
     :class:`DropoutMLP` dropout stays on (MC dropout). Seeds torch's global generator
-    (dropout draws from it) and restores its state afterwards. Section "MC dropout and
-    deep ensembles".
+    (dropout draws from it) and restores its state afterwards. Whether one pass is one
+    function depends on the model: ``local=False`` for Bayes by Backprop,
+    ``shared_mask=True`` for dropout. Section "A Bayesian network with a hidden layer,
+    MC dropout and ensembles".
     """
     check_positive("sample_predictions", "n_samples", n_samples, integer=True)
     state = torch.random.get_rng_state()

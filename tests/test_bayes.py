@@ -37,6 +37,12 @@ def test_flat_prior_posterior_mean_is_least_squares_and_covariance_is_noise_time
     np.testing.assert_allclose(cov, 0.09 * np.linalg.inv(Phi.T @ Phi), rtol=1e-6, atol=1e-10)
 
 
+def test_flat_prior_with_fewer_data_than_features_gives_the_minimum_norm_solution():
+    Phi, y = _regression(n=6, d=9, seed=3)
+    mean, _ = B.blr_posterior(Phi, y, prior_std=1e3, noise_std=0.3)
+    np.testing.assert_allclose(mean, np.linalg.pinv(Phi) @ y, rtol=1e-5, atol=1e-6)
+
+
 def test_posterior_equals_direct_gaussian_conditioning_of_the_joint():
     # joint of (w, y): w ~ N(0, a^2 I), y = Phi w + e; condition w on y with the Schur complement
     Phi, y = _regression(n=8, d=4, seed=1)
@@ -157,6 +163,18 @@ def test_plain_reparameterization_shares_one_weight_sample_across_the_batch():
     torch.testing.assert_close(out / torch.tensor([1.0, 2.0, 3.0]), out[:1].expand(3))
 
 
+def test_bayes_mlp_local_switches_every_layer_and_plain_passes_are_whole_functions():
+    net = B.BayesMLP([1, 6, 1], n_seeds=2, init_std=0.5, seed=3)
+    x = torch.ones(5, 1)  # five copies of one input
+    assert net.local
+    assert B.sample_predictions(net, x, 3)[..., 0].std(-1).min() > 0  # local: a draw per row
+    net.local = False
+    assert not any(layer.local for layer in net.layers) and not net.local
+    out = B.sample_predictions(net, x, 3)[..., 0]  # (3, 2, 5)
+    torch.testing.assert_close(out, out[..., :1].expand_as(out))  # plain: one function per pass
+    assert out.std(0).min() > 0
+
+
 def test_gradient_reaches_the_variance_through_the_sample():
     layer = B.BayesLinear(2, 1, init_std=0.2, bias=False, local=False)
     layer(torch.ones(1, 2)).sum().backward()
@@ -195,6 +213,22 @@ def test_dropout_mlp_starts_as_stacked_mlp_and_mc_samples_differ():
     assert samples.shape == (5, 2, 4, 2) and samples.var(0).max() > 0
     assert not net.training
     torch.testing.assert_close(B.sample_predictions(net, x, 5, seed=3), B.sample_predictions(net, x, 5, seed=3))
+
+
+def test_shared_dropout_mask_makes_one_pass_one_function_with_the_same_mean():
+    net = B.DropoutMLP([3, 16, 2], seeds=[0, 1], p=0.5, shared_mask=True)
+    x = torch.randn(1, 3).expand(4, 3)  # four copies of one input
+    out = B.sample_predictions(net, x, 2000, seed=1)  # (S, 2, 4, 2)
+    torch.testing.assert_close(out, out[:, :, :1].expand_as(out))
+    net.shared_mask = False
+    per_row = B.sample_predictions(net, x, 2000, seed=1)
+    assert (per_row[:, :, 0] - per_row[:, :, 1]).abs().max() > 0  # a mask per row
+    net.eval()
+    with torch.no_grad():
+        expected = net(x)[:, 0]
+    for samples in (out, per_row):  # the same marginal either way: inverted dropout's mean
+        torch.testing.assert_close(samples[:, :, 0].mean(0), expected,
+                                   atol=5 * float(samples[:, :, 0].std(0).max()) / 2000**0.5, rtol=0)
 
 
 # ---------------------------------------------------------------- calibration and OOD
