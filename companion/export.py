@@ -880,8 +880,11 @@ def execute_notebook(nb, cwd: Path, *, python: str = sys.executable, timeout: in
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+    # startup_timeout: a kernel in a fresh environment on a busy 2-core machine has been
+    # seen to take over nbclient's default 60 s to answer; that is not the notebook's fault
     client = NotebookClient(nb, timeout=timeout, allow_errors=False, record_timing=False,
-                            km=kernel_manager(python), resources={"metadata": {"path": str(cwd)}})
+                            startup_timeout=300, km=kernel_manager(python),
+                            resources={"metadata": {"path": str(cwd)}})
     reports: list[dict] = []
     failed = False
     with client.setup_kernel(env=_kernel_env(python), cwd=str(cwd)):
