@@ -423,6 +423,8 @@ def train_es_classifier(sizes: Sequence[int], x: Tensor, y: Tensor, *, seeds: Se
     check_tensor("train_es_classifier", "x", x, shape=(None, sizes[0]), floating=True)
     check_positive("train_es_classifier", "generations", generations, integer=True)
     seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("train_es_classifier: expected at least one seed, got none")
     opts = [es.OpenAIES(flat_parameters(sizes, s), sigma=sigma, lr=lr, population=population,
                         optimizer="adam", seed=s) for s in seeds]
     gens = [generator(s) for s in seeds]

@@ -135,6 +135,8 @@ def test_bad_input_gets_a_clear_error():
         sb.macs("bp", [7])
     with pytest.raises(ValueError, match="population"):
         sb.macs("es", SIZES)
+    with pytest.raises(ValueError, match="at least one seed"):
+        sb.train_es_classifier([7, 3], torch.rand(4, 7), torch.zeros(4, dtype=torch.long), seeds=[], generations=1)
     with pytest.raises(ValueError, match="rows of 2 cells"):
         sb.markdown_table(["a", "b"], [[1]])
 
