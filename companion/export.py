@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import ast
 import base64
+import contextlib
 import copy
 import datetime
 import hashlib
@@ -834,20 +835,25 @@ def environment(root: Path = ROOT) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
 def kernel_manager(python: str = sys.executable):
-    """A KernelManager that starts an IPython kernel with the given interpreter (not whatever `python3` resolves to)."""
+    """A KernelManager that starts an IPython kernel with the given interpreter (not whatever `python3` resolves to).
+
+    A context manager: the kernel spec lives in a temporary folder, removed on exit.
+    """
     from jupyter_client import KernelManager
     from jupyter_client.kernelspec import KernelSpecManager
 
-    spec_dir = Path(tempfile.mkdtemp(prefix="bb-kernel-"))
-    (spec_dir / "bb-python").mkdir()
-    (spec_dir / "bb-python" / "kernel.json").write_text(json.dumps({
-        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3", "language": "python",
-    }))
-    ksm = KernelSpecManager(kernel_dirs=[str(spec_dir)])
-    ksm.ensure_native_kernel = False
-    return KernelManager(kernel_name="bb-python", kernel_spec_manager=ksm)
+    with tempfile.TemporaryDirectory(prefix="bb-kernel-") as tmp:
+        spec_dir = Path(tmp)
+        (spec_dir / "bb-python").mkdir()
+        (spec_dir / "bb-python" / "kernel.json").write_text(json.dumps({
+            "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3", "language": "python",
+        }))
+        ksm = KernelSpecManager(kernel_dirs=[str(spec_dir)])
+        ksm.ensure_native_kernel = False
+        yield KernelManager(kernel_name="bb-python", kernel_spec_manager=ksm)
 
 
 def _kernel_env(python: str) -> dict[str, str]:
@@ -877,14 +883,21 @@ def execute_notebook(nb, cwd: Path, *, python: str = sys.executable, timeout: in
     is false. Widget outputs (tqdm bars) are replaced by their final state as
     static HTML, so the book shows them without network access.
     """
+    with kernel_manager(python) as km:
+        reports = _execute_cells(nb, cwd, km, python, timeout, stop_on_error, install_timeout)
+    static_widgets(nb)
+    return reports
+
+
+def _execute_cells(nb, cwd: Path, km, python: str, timeout: int, stop_on_error: bool,
+                   install_timeout: int) -> list[dict]:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     # startup_timeout: a kernel in a fresh environment on a busy 2-core machine has been
     # seen to take over nbclient's default 60 s to answer; that is not the notebook's fault
     client = NotebookClient(nb, timeout=timeout, allow_errors=False, record_timing=False,
-                            startup_timeout=300, km=kernel_manager(python),
-                            resources={"metadata": {"path": str(cwd)}})
+                            startup_timeout=300, km=km, resources={"metadata": {"path": str(cwd)}})
     reports: list[dict] = []
     failed = False
     with client.setup_kernel(env=_kernel_env(python), cwd=str(cwd)):
@@ -908,7 +921,6 @@ def execute_notebook(nb, cwd: Path, *, python: str = sys.executable, timeout: in
         client.set_widgets_metadata()
         kernel_cpu = _process_cpu_seconds(getattr(client.km.provisioner, "pid", None))
     nb.metadata.setdefault(METADATA_KEY, {})["kernel_cpu_seconds"] = kernel_cpu
-    static_widgets(nb)
     return reports
 
 

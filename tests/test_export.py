@@ -210,6 +210,13 @@ def test_progress_bar_widgets_become_static_html():
     assert data["text/plain"] == "100%|" + "\u2588" * 10 + "| 300/300 [00:01<00:00, 250.0it/s]"
 
 
+def test_the_kernel_spec_folder_goes_when_the_kernel_manager_does():
+    with export.kernel_manager() as km:
+        spec_dir = Path(km.kernel_spec_manager.kernel_dirs[0])
+        assert (spec_dir / "bb-python" / "kernel.json").exists()
+    assert not spec_dir.exists()  # one folder per executed notebook used to stay in /tmp
+
+
 def test_glue_without_myst_nb_shows_only_what_is_displayed(monkeypatch, capsys):
     import builtins
 
