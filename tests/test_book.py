@@ -1,11 +1,13 @@
 """The table of contents, the chapters and the harness that executes them."""
 
+import re
 import textwrap
 from pathlib import Path
 
 import jupytext
 import pytest
 
+from companion.coursework.student import exercise_table
 from companion.toc import chapters, is_notebook, toc_pages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,3 +69,9 @@ def test_a_failing_cell_fails_the_run_and_names_chapter_and_cell(pytester):
     result = pytester.runpytest_subprocess("book/broken.md", "-p", "no:cacheprovider", "--nbval-current-env")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*book/broken.md::Cell 1*", "*the chapter's claim no longer holds*"])
+
+
+def test_the_intros_reading_times_are_the_counted_ones():
+    table = dict(re.findall(r"^\| (\d+) \| [^|]+\| about (\d+) min \|$", (ROOT / "book" / "intro.md").read_text(), re.M))
+    counted = {str(int(p.stem[:2])): str(exercise_table(p)["reading_minutes"]) for p in chapters()}
+    assert table == counted
