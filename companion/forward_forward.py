@@ -124,6 +124,47 @@ def wrong_labels(labels: Tensor, num_classes: int = 10, generator: torch.Generat
     return (labels + offset) % num_classes
 
 
+@torch.no_grad()
+def first_layer_goodness_per_label(net: "FFNet", x: Tensor, num_classes: int = 10, replace: bool = False) -> Tensor:
+    """Layer 1's goodness for every candidate label, with one matmul: (n, p) -> (n, num_classes).
+
+    The one-hot code changes the input's length by the same amount for every
+    label, so the normalized input for label c is ``[e_c, r] / sqrt(1 + |r|^2)``
+    (r: the image without the label pixels) and layer 1's pre-activation is
+    ``(W_r r + W[:, c]) / sqrt(1 + |r|^2) + b``: the image part is computed
+    once and each label adds one column of W. Equal to
+    ``net.goodness_per_label(x, num_classes, replace)[:, :, 0]``.
+    """
+    x = _check_images(x)
+    layer = net.layers[0]
+    rest = x[:, num_classes:] if replace else x
+    net._check_width(embed_label(x[:1], torch.zeros(1, dtype=torch.long), num_classes, replace))
+    scale = 1.0 / (torch.sqrt(rest.pow(2).sum(1, keepdim=True) + 1.0) + 1e-8)           # (n, 1)
+    image_part = (rest @ layer.weight[:, num_classes:].T) * scale                        # (n, d1)
+    label_part = layer.weight[:, :num_classes].T                                         # (C, d1)
+    h = F.relu(image_part[:, None, :] + label_part[None] * scale[:, :, None] + layer.bias)  # (n, C, d1)
+    return h.pow(2).sum(-1)
+
+
+def hard_wrong_labels(net: "FFNet", x: Tensor, labels: Tensor, num_classes: int = 10, replace: bool = False,
+                      generator: torch.Generator | None = None) -> Tensor:
+    """Wrong labels the network finds plausible: (n, p), int64 (n,) -> int64 (n,).
+
+    Hinton (2022) draws the negative label of each image from the network's
+    own predictions, so negatives concentrate on the confusions the network
+    still makes (a 4 that looks like a 9 gets 9 more often than 1). Here a
+    wrong label c is drawn with probability proportional to ``exp(G_1(x, c))``,
+    G_1 the first layer's goodness (the cheap part of a prediction, see
+    :func:`first_layer_goodness_per_label`); the true label has probability 0.
+    """
+    x = _check_images(x)
+    labels = _check_labels(labels, x.shape[0], _check_num_classes(num_classes))
+    scores = first_layer_goodness_per_label(net, x, num_classes, replace)
+    scores[torch.arange(len(labels)), labels] = -float("inf")
+    probs = torch.softmax(scores - scores.max(1, keepdim=True).values, dim=1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
 # --------------------------------------------------------------------------- goodness and the local loss
 
 
@@ -274,13 +315,15 @@ class FFHistory:
 
 def train_ff(net: "FFNet | StackedFFNet", X: Tensor, y: Tensor, epochs: int, batch_size: int = 50,
              num_classes: int = 10, replace: bool = False, seed: int = 0,
-             progress: bool = False) -> FFHistory:
+             progress: bool = False, negatives: str = "random") -> FFHistory:
     """Train every layer of ``net`` at once, each on its own loss, on images X (n, p) with labels y (n,).
 
     Each batch is shown twice, as positive data (true labels) and negative
     data (a fresh random wrong label per image); the batch runs up the stack
     and each layer takes one step of its own optimizer on the detached output
     of the layer below. Only one layer's autograd graph exists at a time.
+    ``negatives="hard"`` draws each wrong label with :func:`hard_wrong_labels`
+    from the network as it is at that batch (a plain :class:`FFNet` only).
 
     A :class:`StackedFFNet` trains its k members at once; member i draws its
     shuffles and wrong labels from ``generator(net.seeds[i])`` in the same
@@ -289,7 +332,12 @@ def train_ff(net: "FFNet | StackedFFNet", X: Tensor, y: Tensor, epochs: int, bat
 
     Taught in chapter 7, "Training on the digits".
     """
+    if negatives not in ("random", "hard"):
+        raise ValueError(f"train_ff: expected negatives to be 'random' or 'hard', got {negatives!r}")
     if isinstance(net, StackedFFNet):
+        if negatives != "random":
+            raise ValueError("train_ff: a StackedFFNet trains with random negatives only; "
+                             "train each FFNet alone for negatives='hard'")
         return _train_stacked(net, X, y, epochs, batch_size, num_classes, replace, progress)
     X = _check_images(X, "X")
     y = _check_labels(y, X.shape[0], num_classes, "y")
@@ -307,7 +355,11 @@ def train_ff(net: "FFNet | StackedFFNet", X: Tensor, y: Tensor, epochs: int, bat
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             x_pos = embed_label(X[idx], y[idx], num_classes, replace)
-            x_neg = embed_label(X[idx], wrong_labels(y[idx], num_classes, generator), num_classes, replace)
+            if negatives == "hard":
+                wrong = hard_wrong_labels(net, X[idx], y[idx], num_classes, replace, generator)
+            else:
+                wrong = wrong_labels(y[idx], num_classes, generator)
+            x_neg = embed_label(X[idx], wrong, num_classes, replace)
             for l, layer in enumerate(net.layers):
                 x_pos, x_neg, loss = layer.train_step(x_pos, x_neg)
                 sums[0, l] += goodness(x_pos).mean()

@@ -241,6 +241,36 @@ def test_bad_inputs_raise_clear_errors():
         ff.predict(ff.FFNet([7, 4]), x, 2, skip_first=True)
 
 
+@pytest.mark.parametrize("replace", [True, False])
+def test_first_layer_goodness_per_label_is_ten_forward_passes_in_one(replace):
+    x, _ = _batch(n=7, p=30, c=10)
+    net = ff.FFNet([30 if replace else 40, 16, 8], seed=1)
+    fast = ff.first_layer_goodness_per_label(net, x, 10, replace)
+    slow = net.goodness_per_label(x, 10, replace)[:, :, 0]
+    assert fast.shape == (7, 10)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+def test_hard_wrong_labels_are_wrong_and_follow_the_first_layers_goodness():
+    net = ff.FFNet([30, 16], seed=0)
+    with torch.no_grad():  # label pixel 3 drives every unit hard: label 3 has by far the highest goodness
+        net.layers[0].weight[:, 3] = 20.0
+    x = torch.rand(2_000, 30, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(10).repeat(200)
+    wrong = ff.hard_wrong_labels(net, x, labels, 10, replace=True, generator=torch.Generator().manual_seed(0))
+    assert (wrong != labels).all()
+    assert (wrong[labels != 3] == 3).float().mean() > 0.99  # the most plausible wrong label
+    assert len(set(wrong[labels == 3].tolist())) > 5  # with 3 ruled out, the others share
+    h = ff.train_ff(ff.FFNet([30, 16], seed=0), x[:100], labels[:100], epochs=1, replace=True,
+                    negatives="hard")
+    assert h.stacked("loss").shape == (1, 1)
+    with pytest.raises(ValueError, match="expected negatives to be 'random' or 'hard', got 'easy'"):
+        ff.train_ff(net, x[:100], labels[:100], epochs=1, replace=True, negatives="easy")
+    with pytest.raises(ValueError, match="random negatives only"):
+        ff.train_ff(ff.StackedFFNet([30, 16], seeds=[0, 1]), x[:100], labels[:100], epochs=1,
+                    replace=True, negatives="hard")
+
+
 # --------------------------------------------------------------------------- the exercise checker
 
 
