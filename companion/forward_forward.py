@@ -150,12 +150,14 @@ def hard_wrong_labels(net: "FFNet", x: Tensor, labels: Tensor, num_classes: int 
                       generator: torch.Generator | None = None) -> Tensor:
     """Wrong labels the network finds plausible: (n, p), int64 (n,) -> int64 (n,).
 
-    Hinton (2022) draws the negative label of each image from the network's
-    own predictions, so negatives concentrate on the confusions the network
-    still makes (a 4 that looks like a 9 gets 9 more often than 1). Here a
-    wrong label c is drawn with probability proportional to ``exp(G_1(x, c))``,
-    G_1 the first layer's goodness (the cheap part of a prediction, see
-    :func:`first_layer_goodness_per_label`); the true label has probability 0.
+    Hinton (2022) draws wrong labels from the whole network's predictions, so
+    negatives concentrate on the confusions the network still makes (a 4
+    that looks like a 9 gets 9 more often than 1). Here, as a cheap stand-in,
+    a wrong label c is drawn with probability proportional to
+    ``exp(G_1(x, c))``, G_1 the first layer's goodness (see
+    :func:`first_layer_goodness_per_label`); the true label has probability
+    0. Goodness differences are large, so once the layer has learned this is
+    nearly always the most plausible wrong label.
     """
     x = _check_images(x)
     labels = _check_labels(labels, x.shape[0], _check_num_classes(num_classes))
