@@ -354,3 +354,85 @@ def test_exercise_checker_accepts_the_reference_and_rejects_a_wrong_function():
     result = check("ch05-count-modes", no_threshold, include_hidden=True)
     assert not result.passed
     assert "expected" in result.message and "Hint" in result.message
+
+
+# ---- the larger-budget ring runs (scripts/ring_gan_budget.py) ---------------------------------
+
+
+def _load_budget_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "ring_gan_budget.py"
+    spec = importlib.util.spec_from_file_location("ring_gan_budget", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ring_budget_script_runs_each_seed_as_it_would_alone(tmp_path):
+    script = _load_budget_script()
+    assert script.seed_list("0-3") == [0, 1, 2, 3] and script.seed_list("2,7") == [2, 7]
+    with pytest.raises(Exception, match="expected '0-9'"):
+        script.seed_list("zero")
+    small = ["--steps", "16", "--batch-size", "16", "--depth", "1", "--settings", "plain,minibatch std"]
+    both = script.main(small + ["--seeds", "0-5", "--json", str(tmp_path / "out.json")])
+    alone = script.main(small + ["--seeds", "5"])
+    assert set(both["runs"]) == {"plain", "minibatch std"} and (tmp_path / "out.json").exists()
+    for setting, run in both["runs"].items():
+        assert run["seeds"] == [0, 1, 2, 3, 4, 5] and len(run["modes"]) == 8 and len(run["high_quality"]) == 6
+        # seed 5 trains in a second batch of its own, and exactly as it does alone
+        assert run["modes"]["16"][5] == alone["runs"][setting]["modes"]["16"][0]
+        assert run["high_quality"][5] == alone["runs"][setting]["high_quality"][0]
+    with pytest.raises(SystemExit):
+        script.main(small[:-2] + ["--settings", "wgan"])
+
+
+def test_chapter_5_quotes_the_stored_larger_budget_runs():
+    """Chapter 5's larger-budget table and its reading are those of scripts/results/ring_gan_budget.json."""
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    stored = json.loads((root / "scripts" / "results" / "ring_gan_budget.json").read_text())
+    assert (stored["steps"], stored["batch_size"], stored["depth"], stored["hidden"], stored["threads"]) == \
+        (3000, 512, 3, 128, 1)  # what the chapter says was run
+    runs = stored["runs"]
+    assert list(runs) == ["plain", "minibatch std", "PacGAN (m = 2)"]
+    assert all(r["seeds"] == list(range(15)) for r in runs.values())
+    text = " ".join((root / "book" / "05-gans.md").read_text().split())
+    modes = {k: np.array(r["modes"]["3000"]) for k, r in runs.items()}
+    for (name, run), row in zip(runs.items(), ["plain GAN", "minibatch std", "PacGAN, $m = 2$"]):
+        m, q = modes[name], np.array(run["high_quality"])
+        assert (f"| {row} | {', '.join(str(x) for x in m)} | {m.mean():.1f} | {(m == 8).sum()} of 15 | "
+                f"{q.mean():.1%} ({q.min():.1%} to {q.max():.1%}) |") in text
+    cpu = [r["cpu_s"] for r in runs.values()]
+    assert f"That takes {min(cpu):.0f} to {max(cpu):.0f} CPU-seconds per setting" in text
+    plain, mbstd, pac = modes.values()
+    first, later = slice(0, 10), slice(10, 15)
+    assert (f"the minibatch layer seems to win: {mbstd[first].mean():.1f} modes against "
+            f"{plain[first].mean():.1f}") in text
+    assert f"Seeds 10-14 reverse it, {mbstd[later].mean():.1f} against {plain[later].mean():.1f}" in text
+    assert mbstd[first].mean() > plain[first].mean() and mbstd[later].mean() < plain[later].mean()
+    d = mbstd - plain
+    assert (f"covers more modes than the plain GAN on {(d > 0).sum()} seeds, as many on {(d == 0).sum()}, "
+            f"fewer on {(d < 0).sum()}") in text
+    se = d.std(ddof=1) / np.sqrt(d.size)
+    assert f"run from {d.min():+d} to {d.max():+d} modes, and their mean, {d.mean():+.1f}, is smaller " \
+           f"than its own standard error, {se:.1f}" in text
+    assert abs(d.mean()) < se  # "within its standard error": no measurable gain
+    # the exercise's solution types the same lists in
+    solution = text[text.index("{solution-start} ch05-ex-budget"):]
+    for name, var in [("plain", "plain"), ("minibatch std", "mbstd")]:
+        listed = re.search(rf"{var} = np\.array\(\[([\d, ]+)\]\)", solution).group(1)
+        assert [int(x) for x in listed.split(",")] == list(modes[name]), name
+    assert list(np.flatnonzero(plain[first] <= 3)) == [0, 5] and (mbstd[[0, 5]] == 8).all()
+    assert (plain[[11, 12]] == 8).all() and (mbstd[[11, 12]] == 3).all()
+    pac_q, plain_q = (np.array(runs[k]["high_quality"]) for k in ["PacGAN (m = 2)", "plain"])
+    assert (f"PacGAN covers more modes ({pac.mean():.1f} on average, all eight on {(pac == 8).sum()} seeds), "
+            f"but with the fewest good samples, {pac_q.mean():.1%} against {plain_q.mean():.1%}, and on seed "
+            f"{pac_q.argmin()} only {pac_q.min():.1%}") in text
+    assert pac.mean() > plain.mean() and pac_q.mean() < min(
+        np.mean(runs[k]["high_quality"]) for k in ["plain", "minibatch std"])
+    assert 0.25 < 1 - pac_q.mean() < 0.4  # "a third of its samples off the modes"
