@@ -13,7 +13,7 @@ i trains exactly as it would alone)::
 Everything else is the chapter's: non-saturating loss, Adam (0.5, 0.999) at
 1e-3 for both networks decayed linearly to zero, 2-D noise, discriminator
 seeds 100 + s, coverage counted by ``mode_coverage`` on 2,500 samples from a
-fixed noise batch. It takes 1.2 to 1.8 CPU-minutes per setting and five seeds
+fixed noise batch. It takes 1.7 to 2.8 CPU-minutes per setting and five seeds
 on one core (``--threads 1``, the default). No data are downloaded: the ring is generated.
 """
 
