@@ -445,7 +445,7 @@ def test_chapter_5_quotes_the_stored_larger_budget_runs():
     assert pac.mean() > plain.mean() and pac_q.mean() < min(
         np.mean(runs[k]["high_quality"]) for k in ["plain", "minibatch std"])
     # coverage needs 1% of the samples per mode, so 8% on the modes can cover all eight
-    assert (f"seed 0 covers all eight with only {pac_q[0]:.1%} of its samples on them") in text
+    assert (f"PacGAN's seed 0 covers all eight with only {pac_q[0]:.1%} of its samples on them") in text
     assert pac[0] == 8
     solution_text = solution.split("```{solution-end}")[0]
     assert f"within one standard error of zero ({abs(d.mean()) / se:.2f} of one)" in solution_text
