@@ -415,10 +415,13 @@ def test_chapter_5_quotes_the_stored_larger_budget_runs():
             f"{plain[first].mean():.1f}") in text
     assert f"Seeds 10-14 reverse it, {mbstd[later].mean():.1f} against {plain[later].mean():.1f}" in text
     assert mbstd[first].mean() > plain[first].mean() and mbstd[later].mean() < plain[later].mean()
+    def standard_error(x):  # of the mean over seeds
+        return x.std(ddof=1) / np.sqrt(x.size)
+
     d = mbstd - plain
     assert (f"covers more modes than the plain GAN on {(d > 0).sum()} seeds, as many on {(d == 0).sum()}, "
             f"fewer on {(d < 0).sum()}") in text
-    se = d.std(ddof=1) / np.sqrt(d.size)
+    se = standard_error(d)
     assert f"run from {d.min():+d} to {d.max():+d} modes, and their mean, {d.mean():+.1f}, is smaller " \
            f"than its own standard error, {se:.1f}" in text
     assert abs(d.mean()) < se  # "within its standard error": no measurable gain
@@ -430,12 +433,12 @@ def test_chapter_5_quotes_the_stored_larger_budget_runs():
     assert list(np.flatnonzero(plain[first] <= 3)) == [0, 5] and (mbstd[[0, 5]] == 8).all()
     assert (plain[[11, 12]] == 8).all() and (mbstd[[11, 12]] == 3).all()
     f = d[first]
-    se_first = f.std(ddof=1) / np.sqrt(f.size)
+    se_first = standard_error(f)
     assert (f"at ten seeds the gain looked like {f.mean():+.1f} modes, though still only "
             f"{f.mean() / se_first:.1f} standard errors; five more seeds cut it to {d.mean():+.1f}") in text
     pac_q, plain_q = (np.array(runs[k]["high_quality"]) for k in ["PacGAN (m = 2)", "plain"])
     dp, dq = pac - plain, 100 * (pac_q - plain_q)
-    se_p, se_q = (x.std(ddof=1) / np.sqrt(x.size) for x in (dp, dq))
+    se_p, se_q = standard_error(dp), standard_error(dq)
     assert (f"PacGAN covers more modes ({pac.mean():.1f} on average, all eight on {(pac == 8).sum()} seeds; "
             f"{dp.mean():+.1f} ± {se_p:.1f} per seed, just short of two standard errors) but with clearly "
             f"the fewest good samples, {pac_q.mean():.1%} against {plain_q.mean():.1%} "
